@@ -1,0 +1,1 @@
+"""Backends: the backend-neutral runtime protocol and its implementations."""

@@ -1,0 +1,87 @@
+"""The backend-neutral runtime protocol, shaped after petri's ``PetriVmRuntime``.
+
+A backend starts and drives one VM and reports what happens through an
+``EventSink``. Everything above it (halt racing, timelines, consoles, the sync
+facade) is written once in ``petri_nb.vm`` and works for any backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ..errors import NotSupported
+from ..halt import Halt
+
+
+class EventSink(Protocol):
+    """What a backend calls, on the runtime loop, when something happens."""
+
+    def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None: ...
+
+    def halted(self, halt: Halt) -> None: ...
+
+    def console_data(self, data: bytes) -> None: ...
+
+    def gone(self, reason: str) -> None: ...
+
+
+class Runtime(abc.ABC):
+    """One running VM, as a backend sees it. All methods run on the runtime loop."""
+
+    backend_name = "backend"
+
+    @abc.abstractmethod
+    async def start(self, sink: EventSink) -> None:
+        """Boot the VM; returns once guest code is running."""
+
+    @abc.abstractmethod
+    async def teardown(self) -> None:
+        """Stop the VM and release everything; must be idempotent."""
+
+    @abc.abstractmethod
+    async def reset(self) -> None:
+        """Host-initiated reset; also restarts a halted VM."""
+
+    @abc.abstractmethod
+    async def pause(self) -> None: ...
+
+    @abc.abstractmethod
+    async def resume(self) -> None: ...
+
+    @abc.abstractmethod
+    async def status(self) -> str:
+        """The backend's run state, e.g. ``running``, ``paused``, ``shutdown``."""
+
+    @abc.abstractmethod
+    async def screenshot(self) -> Image.Image: ...
+
+    @abc.abstractmethod
+    async def write_console(self, data: bytes) -> None: ...
+
+    # Calls that only an OpenHCL paravisor has. QEMU runs no paravisor, so the
+    # default says so instead of pretending.
+    def _no_paravisor(self, call: str) -> NotSupported:
+        return NotSupported(
+            f"{call}() needs an OpenHCL paravisor, which the {self.backend_name} backend does not run"
+        )
+
+    async def restart_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        raise self._no_paravisor("restart_openhcl")
+
+    async def save_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        raise self._no_paravisor("save_openhcl")
+
+    async def restore_openhcl(self) -> None:
+        raise self._no_paravisor("restore_openhcl")
+
+    async def set_vtl2_settings(self, settings: Any) -> None:
+        raise self._no_paravisor("set_vtl2_settings")
+
+    async def wait_for_boot_event(self) -> Any:
+        raise NotSupported(
+            f"wait_for_boot_event() reads UEFI/PCAT boot events from OpenVMM firmware; "
+            f"the {self.backend_name} backend has no such channel"
+        )

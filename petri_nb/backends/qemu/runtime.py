@@ -1,0 +1,230 @@
+"""QemuRuntime: the Runtime protocol over a QEMU process and its QMP session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from qemu.qmp import ExecuteError, QMPClient
+
+from ...errors import LaunchError, PetriError, PetriTimeout
+from ..base import EventSink, Runtime
+from .command import QemuConfig, build_command, resolve_accel
+from .halts import HaltMapper
+from .process import QemuProcess
+from .screen import screendump
+
+START_TIMEOUT = 30.0
+QUIT_GRACE = 3.0
+FIRMWARE_REBOOT_TIMEOUT = 5.0
+
+
+class QemuRuntime(Runtime):
+    """One QEMU VM: a 0700 run directory with its sockets and logs, the process, one QMP client."""
+
+    backend_name = "QEMU"
+
+    def __init__(self, config: QemuConfig, name: str) -> None:
+        self.config = config
+        self.name = name
+        self.accel = resolve_accel(config.accel)
+        self.rundir: Path | None = None
+        self.argv: list[str] = []
+        self.qmp = QMPClient(name)
+        self.proc: QemuProcess | None = None
+        self._sink: EventSink | None = None
+        self._console: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._exited: asyncio.Task[int] | None = None
+        self._torn_down = False
+        self._screen_lock = asyncio.Lock()
+        self._host_reset = asyncio.Event()
+        self._guest_reset = asyncio.Event()
+        self._cpu_log_offset = 0
+        self.mapper = HaltMapper(self._read_cpu_log)
+
+    # -- start ------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        try:
+            await self._start()
+        except BaseException:
+            await self.teardown()
+            raise
+
+    async def _start(self) -> None:
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"petri_nb-{self.name}-"))  # mode 0700
+        self.argv = build_command(self.config, self.rundir, self.accel)
+        console_conn: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def on_console(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not console_conn.done():
+                console_conn.set_result((reader, writer))
+
+        console_server = await asyncio.start_unix_server(on_console, str(self.rundir / "console.sock"))
+        try:
+            await self.qmp.start_server(str(self.rundir / "qmp.sock"))
+            self.proc = await QemuProcess.spawn(self.argv, cwd=str(self.rundir))
+            self._exited = asyncio.ensure_future(self.proc.wait())
+            self._tasks.append(asyncio.ensure_future(self._watch_exit()))
+            await self._before_exit(self.qmp.accept(), "waiting for QEMU's QMP connection")
+            reader, self._console = await self._before_exit(console_conn, "waiting for the console")
+        finally:
+            console_server.close()
+        self._tasks.append(asyncio.ensure_future(self._pump_console(reader)))
+        self._tasks.append(asyncio.ensure_future(self._pump_events()))
+        await self.qmp.execute("cont")
+
+    async def _before_exit(self, aw: Any, what: str) -> Any:
+        """Await ``aw`` unless QEMU exits first (e.g. it rejected its command line)."""
+        assert self._exited is not None and self.proc is not None
+        task = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({task, self._exited}, timeout=START_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        if self._exited in done:
+            raise LaunchError(f"QEMU failed while {what}: {self.proc.exit_description()}")
+        raise PetriTimeout(f"timed out after {START_TIMEOUT:g} s {what}")
+
+    # -- background tasks --------------------------------------------------
+
+    async def _watch_exit(self) -> None:
+        assert self._exited is not None and self.proc is not None
+        await self._exited
+        if not self._torn_down and self._sink is not None:
+            self._sink.gone(self.proc.exit_description())
+
+    async def _pump_console(self, reader: asyncio.StreamReader) -> None:
+        assert self._sink is not None
+        while chunk := await reader.read(65536):
+            self._sink.console_data(chunk)
+
+    async def _pump_events(self) -> None:
+        assert self._sink is not None
+        async for event in self.qmp.events:
+            name = event["event"]
+            data = event.get("data", {})
+            self._sink.record("qmp", name, _event_summary(data), data)
+            if name == "RESET":
+                (self._guest_reset if data.get("guest") else self._host_reset).set()
+            halt = self.mapper.feed(name, data)
+            if halt is None and name == "STOP":
+                halt = await self._halt_from_status()
+            if halt is not None:
+                self._sink.halted(halt)
+
+    async def _halt_from_status(self):
+        try:
+            status = (await self.qmp.execute("query-status"))["status"]  # type: ignore[index]
+        except Exception:
+            return None
+        tail = " | ".join(self.proc.stderr_tail) if self.proc else ""
+        return HaltMapper.from_status(status, tail)
+
+    def _read_cpu_log(self) -> str:
+        if self.rundir is None:
+            return ""
+        try:
+            with open(self.rundir / "cpu.log", "rb") as f:
+                f.seek(self._cpu_log_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        self._cpu_log_offset += len(data)
+        return data.decode(errors="replace")
+
+    # -- runtime calls -----------------------------------------------------
+
+    async def _execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self.qmp.execute(cmd, args)
+        except ExecuteError as e:
+            raise PetriError(f"QEMU refused {cmd}: {e.error.desc}") from e
+
+    async def reset(self) -> None:
+        # Guest resets are halts (-action reboot=shutdown), so a host reset switches
+        # the action to a real reset while it runs. SeaBIOS finds its RAM already
+        # initialised after any reset and reboots once more itself ("Attempting a
+        # hard reboot"); that guest reset belongs to this call, not to the guest.
+        self._host_reset.clear()
+        self._guest_reset.clear()
+        await self._execute("set-action", {"reboot": "reset"})
+        try:
+            await self._execute("system_reset")
+            await self._wait_event(self._host_reset, "QEMU's RESET event", START_TIMEOUT)
+            if await self.status() != "running":
+                await self._execute("cont")
+            with contextlib.suppress(PetriTimeout):
+                await self._wait_event(self._guest_reset, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
+        finally:
+            await self._execute("set-action", {"reboot": "shutdown"})
+        self.mapper.restarted()
+
+    @staticmethod
+    async def _wait_event(event: asyncio.Event, what: str, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
+
+    async def pause(self) -> None:
+        await self._execute("stop")
+
+    async def resume(self) -> None:
+        status = await self.status()
+        if status in ("shutdown", "guest-panicked", "internal-error"):
+            raise PetriError(f"cannot resume: the VM is halted ({status}); reset() it first")
+        await self._execute("cont")
+
+    async def status(self) -> str:
+        return (await self._execute("query-status"))["status"]
+
+    async def screenshot(self) -> Image.Image:
+        assert self.rundir is not None
+        async with self._screen_lock:
+            return await screendump(self.qmp, self.rundir / "screen.ppm")
+
+    async def write_console(self, data: bytes) -> None:
+        assert self._console is not None
+        self._console.write(data)
+        await self._console.drain()
+
+    # -- teardown ------------------------------------------------------------
+
+    async def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.qmp.execute("quit"), QUIT_GRACE)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited), QUIT_GRACE)  # type: ignore[arg-type]
+            except (asyncio.TimeoutError, TypeError):
+                self.proc.kill()
+        if self.proc is not None:
+            self.proc.kill()
+            await self.proc.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.qmp.disconnect()
+        if self._console is not None:
+            self._console.close()
+        if self.rundir is not None:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+
+
+def _event_summary(data: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))

@@ -1,0 +1,102 @@
+"""The guest's serial console: everything it printed, plus pexpect-style waiting.
+
+The text is untrusted guest output: it is kept verbatim here and escaped by
+whatever renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+from typing import TYPE_CHECKING
+
+from .loop import run_sync, runs_on_runtime_loop
+
+if TYPE_CHECKING:
+    from .vm import AsyncVm
+
+#: Text kept in memory per VM; older text is dropped (and counted) beyond this.
+MAX_TEXT = 4 * 1024 * 1024
+DEFAULT_EXPECT_TIMEOUT = 30.0
+
+
+class AsyncConsole:
+    """Console of an AsyncVm. ``expect`` consumes text up to the end of its match."""
+
+    def __init__(self, vm: AsyncVm) -> None:
+        self._vm = vm
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._text = ""
+        self._cursor = 0
+        self._line_start = 0
+        self._grew = asyncio.Event()
+        self.dropped_chars = 0
+
+    @property
+    def text(self) -> str:
+        """Everything the guest printed (up to MAX_TEXT of the newest text)."""
+        return self._text
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self._text.splitlines()[-lines:])
+
+    def feed(self, data: bytes) -> None:
+        """Called by the backend on the runtime loop with raw console bytes."""
+        self._text += self._decoder.decode(data)
+        while (nl := self._text.find("\n", self._line_start)) >= 0:
+            self._vm._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
+            self._line_start = nl + 1
+        if len(self._text) > MAX_TEXT:
+            cut = len(self._text) - MAX_TEXT
+            self._text = self._text[cut:]
+            self.dropped_chars += cut
+            self._cursor = max(0, self._cursor - cut)
+            self._line_start = max(0, self._line_start - cut)
+        self._grew.set()
+
+    @runs_on_runtime_loop
+    async def write(self, text: str | bytes) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        await self._vm._call("console.write", self._vm.runtime.write_console(data))
+
+    @runs_on_runtime_loop
+    async def expect(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT) -> re.Match[str]:
+        """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return await self._vm._call(
+            "console.expect", self._search(regex), halts=True, timeout=timeout,
+            what=f"console output matching {regex.pattern!r}",
+        )
+
+    async def _search(self, regex: re.Pattern[str]) -> re.Match[str]:
+        while True:
+            self._grew.clear()
+            match = regex.search(self._text, self._cursor)
+            if match:
+                self._cursor = match.end()
+                return match
+            await self._grew.wait()
+
+
+class Console:
+    """Blocking face of AsyncConsole, for the sync ``Vm``."""
+
+    def __init__(self, aio: AsyncConsole) -> None:
+        self.aio = aio
+
+    @property
+    def text(self) -> str:
+        return self.aio.text
+
+    def tail(self, lines: int = 20) -> str:
+        return self.aio.tail(lines)
+
+    def write(self, text: str | bytes) -> None:
+        run_sync(self.aio.write(text))
+
+    def expect(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT) -> re.Match[str]:
+        return run_sync(self.aio.expect(pattern, timeout))
+
+    def __repr__(self) -> str:
+        return f"<Console {len(self.text)} chars>"

@@ -1,0 +1,41 @@
+"""The exceptions petri_nb raises: every one is a PetriError, so callers catch one type."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .halt import Halt
+
+
+class PetriError(Exception):
+    """Base of every error petri_nb raises on purpose."""
+
+
+class LaunchError(PetriError):
+    """The VM could not be started (bad options, missing QEMU, guest never got ready)."""
+
+
+class PetriTimeout(PetriError, TimeoutError):
+    """A wait expired; the message names what was awaited."""
+
+
+class VmHalted(PetriError):
+    """The VM halted while a call was pending; ``halt`` says why."""
+
+    def __init__(self, halt: Halt, during: str = "") -> None:
+        self.halt = halt
+        where = f" during {during}" if during else ""
+        super().__init__(f"VM halted{where}: {halt.reason.name} ({halt.detail})")
+
+
+class VmGone(PetriError):
+    """The backend process (QEMU) disappeared; nothing more can be done with this VM."""
+
+
+class AgentError(PetriError):
+    """A guest agent command failed or the agent did not answer."""
+
+
+class NotSupported(PetriError):
+    """The backend has no analog for this call (e.g. OpenHCL-only calls on QEMU)."""

@@ -1,0 +1,529 @@
+/*
+ * tmk: petri_nb's tiny test kernel.
+ *
+ * A multiboot kernel that QEMU loads with -kernel on q35. It prints a ready
+ * banner on COM1, draws on VGA text memory and runs one-line commands read
+ * from COM1 or typed on the PS/2 keyboard, each of which makes the machine
+ * halt in a known way, so the runtime's halt mapping can be tested for real.
+ *
+ * Commands: poweroff reset triplefault panic hibernate hang count
+ *           draw N  echo TEXT
+ *
+ * The CPU idles in hlt between inputs (COM1 and keyboard interrupts wake it),
+ * so many tmk VMs can run side by side under TCG.
+ */
+    .intel_syntax noprefix
+    .code32
+
+    .set MB_MAGIC, 0x1BADB002
+    .set MB_FLAGS, 0
+    .set COM1, 0x3F8
+    .set VGA_TEXT, 0xB8000
+    .set PM1_CNT, 0x604         /* q35 ACPI PM1 control (PM base 0x600) */
+    .set SLP_S5, 0x2000         /* SLP_EN | SLP_TYP 0 */
+    .set SLP_S4, 0x2800         /* SLP_EN | SLP_TYP 2 (ICH9 s4_val) */
+    .set RESET_CTL, 0xCF9
+    .set PVPANIC, 0x505
+    .set LINE_MAX, 120
+    .set KEYMAP_LEN, 0x3A       /* scancodes up to space */
+
+    .section .multiboot, "a"
+    .align 4
+    .long MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
+
+    .text
+    .globl _start
+_start:
+    cli
+    lgdt [gdt_desc]
+    push 0x08
+    push offset 1f
+    retf
+1:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov fs, ax
+    mov gs, ax
+    mov ss, ax
+    mov esp, offset stack_top
+
+    call serial_init
+    call pic_init
+    call idt_init
+    call kbd_init
+    call screen_banner
+    mov esi, offset msg_ready
+    call puts
+
+main_loop:
+    cli
+    call poll_serial
+    jnz 2f
+    call poll_keyboard
+    jnz 3f
+    sti
+    hlt
+    jmp main_loop
+2:  call line_char
+    jmp main_loop
+3:  push eax
+    call putc                   /* echo typed keys on COM1 and screen */
+    call screen_echo
+    pop eax
+    call line_char
+    jmp main_loop
+
+/* ---- devices ---------------------------------------------------------- */
+
+serial_init:
+    mov dx, COM1 + 1
+    xor al, al
+    out dx, al                  /* no interrupts while programming */
+    mov dx, COM1 + 3
+    mov al, 0x80
+    out dx, al                  /* DLAB */
+    mov dx, COM1
+    mov al, 1
+    out dx, al                  /* divisor 1: 115200 baud */
+    mov dx, COM1 + 1
+    xor al, al
+    out dx, al
+    mov dx, COM1 + 3
+    mov al, 0x03
+    out dx, al                  /* 8N1 */
+    mov dx, COM1 + 2
+    mov al, 0xC7
+    out dx, al                  /* FIFO on, cleared */
+    mov dx, COM1 + 4
+    mov al, 0x0B
+    out dx, al                  /* DTR RTS OUT2 (OUT2 gates the IRQ) */
+    mov dx, COM1 + 1
+    mov al, 0x01
+    out dx, al                  /* interrupt on received data */
+    ret
+
+pic_init:
+    mov al, 0x11
+    out 0x20, al
+    out 0xA0, al
+    mov al, 0x20
+    out 0x21, al                /* master vectors 0x20-0x27 */
+    mov al, 0x28
+    out 0xA1, al                /* slave vectors 0x28-0x2f */
+    mov al, 4
+    out 0x21, al
+    mov al, 2
+    out 0xA1, al
+    mov al, 1
+    out 0x21, al
+    out 0xA1, al
+    mov al, 0xED                /* unmask IRQ1 (keyboard) and IRQ4 (COM1) */
+    out 0x21, al
+    mov al, 0xFF
+    out 0xA1, al
+    ret
+
+kbd_wait_input_empty:
+    in al, 0x64
+    test al, 2
+    jnz kbd_wait_input_empty
+    ret
+
+kbd_init:
+    call kbd_wait_input_empty
+    mov al, 0x60
+    out 0x64, al                /* write controller configuration */
+    call kbd_wait_input_empty
+    mov al, 0x45                /* keyboard IRQ, system flag, set-1 translation */
+    out 0x60, al
+    ret
+
+/* ZF clear and AL = byte when COM1 has received data. */
+poll_serial:
+    mov dx, COM1 + 5
+    in al, dx
+    test al, 1
+    jz 1f
+    mov dx, COM1
+    in al, dx
+    or dx, dx                   /* clear ZF */
+1:  ret
+
+/* ZF clear and AL = ASCII when a key was pressed; ignores releases and mouse. */
+poll_keyboard:
+    in al, 0x64
+    test al, 1
+    jz 9f
+    mov ah, al
+    in al, 0x60
+    test ah, 0x20               /* byte from the aux (mouse) port */
+    jnz 8f
+    test al, 0x80               /* key release */
+    jnz 8f
+    cmp al, KEYMAP_LEN
+    jae 8f
+    movzx eax, al
+    mov al, [keymap + eax]
+    test al, al
+    ret
+8:  xor eax, eax                /* set ZF: nothing to report */
+9:  ret
+
+putc:                           /* AL -> COM1 */
+    push edx
+    push eax
+    mov dx, COM1 + 5
+1:  in al, dx
+    test al, 0x20
+    jz 1b
+    pop eax
+    mov dx, COM1
+    out dx, al
+    pop edx
+    ret
+
+puts:                           /* ESI -> COM1, NUL-terminated */
+    push eax
+1:  lodsb
+    test al, al
+    jz 2f
+    call putc
+    jmp 1b
+2:  pop eax
+    ret
+
+put_dec:                        /* EAX as unsigned decimal -> COM1 */
+    push ebx
+    push ecx
+    push edx
+    mov ebx, 10
+    xor ecx, ecx
+1:  xor edx, edx
+    div ebx
+    push edx
+    inc ecx
+    test eax, eax
+    jnz 1b
+2:  pop eax
+    add al, '0'
+    call putc
+    loop 2b
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+/* ---- screen ----------------------------------------------------------- */
+
+screen_banner:                  /* white on blue "tmk ready" on row 0 */
+    mov dx, 0x3D4
+    mov al, 0x0A
+    out dx, al
+    inc dx
+    mov al, 0x20
+    out dx, al                  /* hide the hardware cursor */
+    mov edi, VGA_TEXT
+    mov ecx, 80 * 25
+    mov ax, 0x0720
+    rep stosw
+    mov esi, offset msg_banner
+    mov edi, VGA_TEXT
+    mov ah, 0x1F
+1:  lodsb
+    test al, al
+    jz 2f
+    stosw
+    jmp 1b
+2:  ret
+
+screen_echo:                    /* AL -> bottom row, newline clears it */
+    cmp al, '\n'
+    je 1f
+    mov edx, [echo_col]
+    cmp edx, 80
+    jae 2f
+    mov ah, 0x0E
+    mov [VGA_TEXT + 24 * 160 + edx * 2], ax
+    inc dword ptr [echo_col]
+2:  ret
+1:  mov edi, VGA_TEXT + 24 * 160
+    mov ecx, 80
+    mov ax, 0x0720
+    rep stosw
+    mov dword ptr [echo_col], 0
+    ret
+
+/* draw N: row r filled with full blocks of colour (N + r) mod 16. */
+draw:
+    mov edi, VGA_TEXT
+    xor edx, edx                /* row */
+1:  mov eax, ebx
+    add eax, edx
+    and eax, 15
+    mov ah, al
+    mov al, 0xDB
+    mov ecx, 80
+    rep stosw
+    inc edx
+    cmp edx, 25
+    jb 1b
+    ret
+
+/* ---- command line ----------------------------------------------------- */
+
+line_char:                      /* AL: one input character */
+    cmp al, '\r'
+    je 1f
+    cmp al, '\n'
+    je 1f
+    cmp al, 8
+    je 3f
+    mov edx, [line_len]
+    cmp edx, LINE_MAX
+    jae 2f
+    mov [line + edx], al
+    inc dword ptr [line_len]
+2:  ret
+3:  cmp dword ptr [line_len], 0
+    je 2b
+    dec dword ptr [line_len]
+    ret
+1:  mov edx, [line_len]
+    test edx, edx
+    jz 2b
+    mov byte ptr [line + edx], 0
+    mov dword ptr [line_len], 0
+    jmp run_command
+
+/* ZF set when the line starts with the NUL-terminated word at EDI and the
+ * word ends there (NUL or space); ESI then points past the separator. */
+match_word:
+    mov esi, offset line
+1:  mov al, [edi]
+    test al, al
+    jz 2f
+    cmp al, [esi]
+    jne 3f
+    inc esi
+    inc edi
+    jmp 1b
+2:  mov al, [esi]
+    test al, al
+    jz 4f
+    cmp al, ' '
+    jne 3f
+    inc esi
+4:  xor eax, eax                /* ZF = 1 */
+    ret
+3:  or esp, esp                 /* ZF = 0 */
+    ret
+
+.macro command word, handler
+    mov edi, offset \word
+    call match_word
+    jz \handler
+.endm
+
+run_command:
+    command w_poweroff, cmd_poweroff
+    command w_reset, cmd_reset
+    command w_triplefault, cmd_triplefault
+    command w_panic, cmd_panic
+    command w_hibernate, cmd_hibernate
+    command w_hang, cmd_hang
+    command w_count, cmd_count
+    command w_draw, cmd_draw
+    command w_echo, cmd_echo
+    mov esi, offset msg_unknown
+    jmp puts
+
+cmd_poweroff:
+    mov esi, offset msg_poweroff
+    call puts
+    mov dx, PM1_CNT
+    mov ax, SLP_S5
+    out dx, ax
+    jmp stop
+
+cmd_hibernate:
+    mov esi, offset msg_hibernate
+    call puts
+    mov dx, PM1_CNT
+    mov ax, SLP_S4
+    out dx, ax
+    jmp stop
+
+cmd_reset:
+    mov esi, offset msg_reset
+    call puts
+    mov dx, RESET_CTL
+    mov al, 0x06
+    out dx, al
+    jmp stop
+
+cmd_triplefault:
+    mov esi, offset msg_triplefault
+    call puts
+    lidt [null_idt]
+    int3                        /* no IDT: #GP, #DF, then shutdown */
+    jmp stop
+
+cmd_panic:
+    mov esi, offset msg_panic
+    call puts
+    mov dx, PVPANIC
+    mov al, 1
+    out dx, al
+    jmp stop
+
+cmd_hang:
+    mov esi, offset msg_hang
+    call puts
+    jmp stop
+
+cmd_count:
+    inc dword ptr [counter]
+    mov esi, offset msg_count
+    call puts
+    mov eax, [counter]
+    call put_dec
+    mov al, '\n'
+    jmp putc
+
+cmd_draw:                       /* parse decimal N at ESI */
+    xor ebx, ebx
+1:  movzx eax, byte ptr [esi]
+    sub al, '0'
+    cmp al, 9
+    ja 2f
+    imul ebx, ebx, 10
+    add ebx, eax
+    inc esi
+    jmp 1b
+2:  call draw
+    mov esi, offset msg_drawn
+    call puts
+    mov eax, ebx
+    call put_dec
+    mov al, '\n'
+    jmp putc
+
+cmd_echo:
+    call puts
+    mov al, '\n'
+    jmp putc
+
+/* The halt request is asynchronous: the CPU runs on a little before the
+ * machine stops, so park it here instead of returning to the command loop. */
+stop:
+    cli
+    hlt
+    jmp stop
+
+/* ---- interrupts ------------------------------------------------------- */
+
+idt_init:                       /* 48 gates: exceptions, then the 16 IRQs */
+    xor ecx, ecx
+1:  mov eax, offset exception
+    cmp ecx, 0x20
+    jb 2f
+    mov eax, offset irq_master
+    cmp ecx, 0x28
+    jb 2f
+    mov eax, offset irq_slave
+2:  mov [idt + ecx * 8], ax
+    mov word ptr [idt + ecx * 8 + 2], 0x08
+    mov word ptr [idt + ecx * 8 + 4], 0x8E00
+    shr eax, 16
+    mov [idt + ecx * 8 + 6], ax
+    inc ecx
+    cmp ecx, 48
+    jb 1b
+    lidt [idt_desc]
+    ret
+
+irq_slave:
+    push eax
+    mov al, 0x20
+    out 0xA0, al
+    out 0x20, al
+    pop eax
+    iret
+
+irq_master:
+    push eax
+    mov al, 0x20
+    out 0x20, al
+    pop eax
+    iret
+
+exception:
+    mov esi, offset msg_exception
+    call puts
+    jmp stop
+
+/* ---- data ------------------------------------------------------------- */
+
+    .section .rodata
+    .align 8
+gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF    /* 0x08: flat 32-bit code */
+    .quad 0x00CF92000000FFFF    /* 0x10: flat data */
+gdt_desc:
+    .word gdt_desc - gdt - 1
+    .long gdt
+idt_desc:
+    .word 48 * 8 - 1
+    .long idt
+null_idt:
+    .word 0
+    .long 0
+
+/* Scancode set 1 to ASCII, unshifted US layout. */
+keymap:
+    .byte 0, 0
+    .ascii "1234567890-="
+    .byte 8, 0
+    .ascii "qwertyuiop[]"
+    .byte '\n', 0
+    .ascii "asdfghjkl;'`"
+    .byte 0
+    .ascii "\\zxcvbnm,./"
+    .byte 0, '*', 0, ' '
+
+msg_banner:      .asciz "tmk ready"
+msg_ready:       .asciz "tmk: ready\n"
+msg_unknown:     .asciz "tmk: unknown command\n"
+msg_poweroff:    .asciz "tmk: poweroff\n"
+msg_hibernate:   .asciz "tmk: hibernate\n"
+msg_reset:       .asciz "tmk: reset\n"
+msg_triplefault: .asciz "tmk: triplefault\n"
+msg_panic:       .asciz "tmk: panic\n"
+msg_hang:        .asciz "tmk: hang\n"
+msg_count:       .asciz "count="
+msg_drawn:       .asciz "drawn "
+msg_exception:   .asciz "tmk: unexpected exception\n"
+w_poweroff:      .asciz "poweroff"
+w_reset:         .asciz "reset"
+w_triplefault:   .asciz "triplefault"
+w_panic:         .asciz "panic"
+w_hibernate:     .asciz "hibernate"
+w_hang:          .asciz "hang"
+w_count:         .asciz "count"
+w_draw:          .asciz "draw"
+w_echo:          .asciz "echo"
+
+    .data
+    .align 4
+counter:  .long 0
+line_len: .long 0
+echo_col: .long 0
+
+    .bss
+    .align 16
+idt:      .skip 48 * 8
+line:     .skip LINE_MAX + 1
+    .align 16
+stack:    .skip 4096
+stack_top:

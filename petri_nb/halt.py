@@ -1,0 +1,30 @@
+"""Typed halt reasons, mirroring petri's PetriHaltReason / PetriHaltReasonDetail."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class HaltReason(enum.Enum):
+    """Why a VM stopped running guest code."""
+
+    POWER_OFF = "power_off"
+    RESET = "reset"
+    HIBERNATE = "hibernate"
+    TRIPLE_FAULT = "triple_fault"
+    PANIC = "panic"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Halt:
+    """One halt: its reason, a human-readable detail and the backend's raw evidence."""
+
+    reason: HaltReason
+    detail: str
+    t: float = 0.0
+    data: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.reason.name}: {self.detail}"

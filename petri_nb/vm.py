@@ -1,0 +1,437 @@
+"""AsyncVm (the logic, on the runtime loop) and Vm (its thin blocking face).
+
+Every runtime call is raced against the VM going away, and calls that need a
+running guest (console, agent, ``wait_for_halt_or``) are raced against it
+halting too, as in petri: a crashed guest gives ``VmHalted: <reason>``, a dead
+QEMU gives ``VmGone``, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import inspect
+import itertools
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+from PIL import Image
+
+from .backends.base import Runtime
+from .backends.qemu import QemuRuntime
+from .console import AsyncConsole, Console
+from .errors import PetriError, PetriTimeout, VmGone, VmHalted
+from .guests import Guest, get_guest
+from .halt import Halt, HaltReason
+from .loop import hop, run_sync, runs_on_runtime_loop
+from .timeline import Timeline
+
+T = TypeVar("T")
+
+#: How long a call may still finish after the VM halted under it (petri waits 5 s;
+#: our calls are local, so a short grace suffices to pick up output already sent).
+HALT_GRACE = 0.25
+#: Default bound on control calls (pause, reset, screenshot...): QEMU answers in
+#: milliseconds, so this only fires when QEMU is wedged.
+CONTROL_TIMEOUT = 30.0
+
+_live: dict[str, AsyncVm] = {}
+_live_lock = threading.Lock()
+_counters: collections.defaultdict[str, itertools.count[int]] = collections.defaultdict(lambda: itertools.count(1))
+
+
+def _claim_name(name: str | None, guest: str) -> str:
+    with _live_lock:
+        if name is None:
+            while (name := f"{guest}-{next(_counters[guest])}") in _live:
+                pass
+        elif not isinstance(name, str) or not name:
+            raise PetriError(f"VM name must be a non-empty string, not {name!r}")
+        elif name in _live:
+            raise PetriError(f"a VM named {name!r} is already running; tear it down or pick another name")
+        _live[name] = None  # type: ignore[assignment]  # reserved until launched
+        return name
+
+
+class AsyncVm:
+    """A running VM. Methods are coroutines usable from any event loop."""
+
+    def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
+        self.name = name
+        self.guest = guest
+        self.runtime = runtime
+        self._timeline = Timeline(name)
+        self.console = AsyncConsole(self)
+        self.halts: list[Halt] = []
+        self._pending: collections.deque[Halt] = collections.deque()
+        self._halt_signal = asyncio.Event()
+        self._gone = asyncio.Event()
+        self.gone_reason: str | None = None
+        self.state = "starting"
+        self.torn_down = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncVm {self.name} guest={self.guest.name} state={self.state}>"
+
+    @property
+    def run_id(self) -> str:
+        return self._timeline.run
+
+    @property
+    def last_halt(self) -> Halt | None:
+        return self.halts[-1] if self.halts else None
+
+    @property
+    def uptime(self) -> float:
+        return self._timeline.now()
+
+    # -- EventSink: the backend reports here, on the runtime loop ------------
+
+    def _record(self, source: str, kind: str, detail: str = "", data: Any = None,
+                reason: str | None = None, t: float | None = None) -> None:
+        self._timeline.record(source, kind, detail, data, reason, t)
+
+    def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
+        self._record(source, kind, detail, data)
+        if source == "qmp" and self.state not in ("halted", "gone"):
+            if kind == "STOP":
+                self.state = "paused"
+            elif kind == "RESUME":
+                self.state = "running"
+
+    def halted(self, halt: Halt) -> None:
+        halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
+        self.halts.append(halt)
+        self._pending.append(halt)
+        self._halt_signal.set()
+        self.state = "halted"
+        self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
+
+    def console_data(self, data: bytes) -> None:
+        self.console.feed(data)
+
+    def gone(self, reason: str) -> None:
+        self.gone_reason = reason
+        self.state = "gone"
+        self._gone.set()
+        self._record("runtime", "gone", reason)
+
+    # -- racing ----------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.torn_down:
+            raise PetriError(f"VM {self.name} was torn down")
+        if self._gone.is_set():
+            raise VmGone(f"VM {self.name} is gone: {self.gone_reason}")
+
+    async def _call(self, name: str, aw: Awaitable[T], *, halts: bool = False,
+                    timeout: float | None = CONTROL_TIMEOUT, what: str = "") -> T:
+        """Run one runtime call: raced against VM loss (and halts), bounded, on the timeline."""
+        start = self._timeline.now()
+        outcome, error = "ok", ""
+        try:
+            self._check_usable()
+            return await self._race(aw, name, halts=halts, timeout=timeout, what=what)
+        except BaseException as e:
+            outcome, error = "error", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED:
+                aw.close()
+            duration = self._timeline.now() - start
+            detail = f"{outcome} in {duration * 1000:.1f} ms" + (f": {error}" if error else "")
+            self._record("runtime", f"{name}()", detail,
+                         {"duration_s": duration, "outcome": outcome, "error": error or None}, t=start)
+
+    async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, timeout: float | None, what: str) -> T:
+        task = asyncio.ensure_future(aw)
+        watchers = {asyncio.ensure_future(self._gone.wait())}
+        if halts:
+            watchers.add(asyncio.ensure_future(self._halt_signal.wait()))
+        try:
+            done, _ = await asyncio.wait({task, *watchers}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done and done:
+                # The VM halted or vanished; the call may still finish with what already arrived.
+                done, _ = await asyncio.wait({task}, timeout=HALT_GRACE)
+            if task in done:
+                try:
+                    return task.result()
+                except PetriError:
+                    raise
+                except Exception as e:
+                    if self._gone.is_set():
+                        raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
+                    raise
+            if self._gone.is_set() and not (halts and self._pending):
+                raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
+            if halts and self._pending:
+                raise VmHalted(self._pending[0], f"{name}()")
+            raise PetriTimeout(f"{name}() timed out after {timeout:g} s waiting for {what or 'QEMU to answer'}")
+        finally:
+            for fut in (task, *watchers):
+                fut.cancel()
+
+    # -- runtime calls ---------------------------------------------------------
+
+    async def _boot(self) -> None:
+        self._check_usable()
+        start = time.monotonic()
+        await self._call("start", self.runtime.start(self), timeout=None)
+        self.state = "running"
+        if self.guest.ready:
+            await self.console.expect(self.guest.ready, timeout=self.guest.ready_timeout)
+        self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch")
+
+    @runs_on_runtime_loop
+    async def reset(self) -> None:
+        """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
+        await self._call("reset", self.runtime.reset())
+        self._acknowledge_halts()
+        self.state = "running"
+
+    def _acknowledge_halts(self) -> None:
+        self._pending.clear()
+        self._halt_signal.clear()
+
+    @runs_on_runtime_loop
+    async def pause(self) -> None:
+        await self._call("pause", self.runtime.pause())
+        if self.state == "running":
+            self.state = "paused"
+
+    @runs_on_runtime_loop
+    async def resume(self) -> None:
+        await self._call("resume", self.runtime.resume())
+        self.state = "running"
+
+    @runs_on_runtime_loop
+    async def status(self) -> str:
+        """The backend's own run state (QEMU's ``query-status``)."""
+        return await self._call("status", self.runtime.status())
+
+    @runs_on_runtime_loop
+    async def screenshot(self) -> Image.Image:
+        return await self._call("screenshot", self.runtime.screenshot())
+
+    @runs_on_runtime_loop
+    async def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
+        """The next halt. With ``allow_reset``, guest resets are recorded, the VM is
+        restarted and waiting goes on, as in petri."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            halt = await self._call("wait_for_halt", self._next_halt(), timeout=left,
+                                    what="the VM to halt")
+            if allow_reset and halt.reason is HaltReason.RESET:
+                await self.reset()
+                continue
+            return halt
+
+    async def _next_halt(self) -> Halt:
+        while not self._pending:
+            gone = asyncio.ensure_future(self._gone.wait())
+            signal = asyncio.ensure_future(self._halt_signal.wait())
+            try:
+                await asyncio.wait({gone, signal}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                signal.cancel()
+            if not self._pending and self._gone.is_set():
+                raise VmGone(f"VM {self.name} is gone while waiting for a halt: {self.gone_reason}")
+        halt = self._pending.popleft()
+        if not self._pending:
+            self._halt_signal.clear()
+        return halt
+
+    @runs_on_runtime_loop
+    async def wait_for_halt_or(self, call: Any, timeout: float | None = None) -> Any:
+        """Run ``call`` (a coroutine, an async callable or a plain callable, run in a
+        thread); if the VM halts first raise VmHalted. The halt stays pending for
+        ``wait_for_halt``."""
+        if inspect.iscoroutinefunction(call):
+            call = call()
+        if inspect.isawaitable(call):
+            aw = hop(call) if inspect.iscoroutine(call) else call
+        elif callable(call):
+            aw = asyncio.to_thread(call)
+        else:
+            raise PetriError(f"wait_for_halt_or() needs a coroutine or a callable, not {type(call).__name__}")
+        return await self._call("wait_for_halt_or", aw, halts=True, timeout=timeout, what="the call to finish")
+
+    def timeline(self) -> pd.DataFrame:
+        """This run's events, one row each (DESIGN.md timeline schema)."""
+        return self._timeline.to_frame()
+
+    @runs_on_runtime_loop
+    async def restart_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        await self._call("restart_openhcl", self.runtime.restart_openhcl(*args, **kwargs))
+
+    @runs_on_runtime_loop
+    async def save_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        await self._call("save_openhcl", self.runtime.save_openhcl(*args, **kwargs))
+
+    @runs_on_runtime_loop
+    async def restore_openhcl(self) -> None:
+        await self._call("restore_openhcl", self.runtime.restore_openhcl())
+
+    @runs_on_runtime_loop
+    async def set_vtl2_settings(self, settings: Any) -> None:
+        await self._call("set_vtl2_settings", self.runtime.set_vtl2_settings(settings))
+
+    @runs_on_runtime_loop
+    async def wait_for_boot_event(self) -> Any:
+        return await self._call("wait_for_boot_event", self.runtime.wait_for_boot_event())
+
+    @runs_on_runtime_loop
+    async def teardown(self) -> None:
+        """Stop QEMU and free everything. Idempotent."""
+        if self.torn_down:
+            return
+        self.torn_down = True
+        start = self._timeline.now()
+        try:
+            await self.runtime.teardown()
+        finally:
+            if self.state != "gone":
+                self.state = "torn down"
+            self._gone.set()  # wake any waiter: nothing more will happen
+            self.gone_reason = self.gone_reason or "torn down"
+            self._record("runtime", "teardown()", f"ok in {(self._timeline.now() - start) * 1000:.1f} ms", t=start)
+            with _live_lock:
+                if _live.get(self.name) is self:
+                    del _live[self.name]
+
+    async def __aenter__(self) -> AsyncVm:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.teardown()
+
+
+async def _launch(guest: str, name: str | None, accel: str, **options: Any) -> AsyncVm:
+    spec = get_guest(guest)
+    config = spec.config(accel=accel, **options)
+    name = _claim_name(name, spec.name)
+    try:
+        vm = AsyncVm(name, spec, QemuRuntime(config, name))
+    except BaseException:
+        with _live_lock:
+            _live.pop(name, None)
+        raise
+    with _live_lock:
+        _live[name] = vm
+    try:
+        await vm._boot()
+    except BaseException:
+        await vm.teardown()
+        raise
+    return vm
+
+
+async def launch_async(guest: str = "tmk", *, name: str | None = None, accel: str = "tcg", **options: Any) -> AsyncVm:
+    """Boot ``guest`` and return once it is ready (its banner seen on the console)."""
+    return await hop(_launch(guest, name, accel, **options))
+
+
+class Vm:
+    """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view."""
+
+    def __init__(self, aio: AsyncVm) -> None:
+        self.aio = aio
+        self.console = Console(aio.console)
+
+    def __repr__(self) -> str:
+        halt = f" last_halt={self.last_halt}" if self.last_halt else ""
+        return f"<Vm {self.name} guest={self.aio.guest.name} state={self.state}{halt}>"
+
+    @property
+    def name(self) -> str:
+        return self.aio.name
+
+    @property
+    def state(self) -> str:
+        return self.aio.state
+
+    @property
+    def last_halt(self) -> Halt | None:
+        return self.aio.last_halt
+
+    @property
+    def halts(self) -> list[Halt]:
+        return list(self.aio.halts)
+
+    def reset(self) -> None:
+        run_sync(self.aio.reset())
+
+    def pause(self) -> None:
+        run_sync(self.aio.pause())
+
+    def resume(self) -> None:
+        run_sync(self.aio.resume())
+
+    def status(self) -> str:
+        return run_sync(self.aio.status())
+
+    def screenshot(self) -> Image.Image:
+        return run_sync(self.aio.screenshot())
+
+    def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
+        return run_sync(self.aio.wait_for_halt(allow_reset, timeout))
+
+    def wait_for_halt_or(self, call: Callable[[], Any] | Awaitable[Any], timeout: float | None = None) -> Any:
+        return run_sync(self.aio.wait_for_halt_or(call, timeout))
+
+    def timeline(self) -> pd.DataFrame:
+        return self.aio.timeline()
+
+    def restart_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        run_sync(self.aio.restart_openhcl(*args, **kwargs))
+
+    def save_openhcl(self, *args: Any, **kwargs: Any) -> None:
+        run_sync(self.aio.save_openhcl(*args, **kwargs))
+
+    def restore_openhcl(self) -> None:
+        run_sync(self.aio.restore_openhcl())
+
+    def set_vtl2_settings(self, settings: Any) -> None:
+        run_sync(self.aio.set_vtl2_settings(settings))
+
+    def teardown(self) -> None:
+        run_sync(self.aio.teardown())
+
+    def __enter__(self) -> Vm:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.teardown()
+
+
+def launch(guest: str = "tmk", *, name: str | None = None, accel: str = "tcg", **options: Any) -> Vm:
+    """Boot ``guest`` and return a blocking ``Vm`` once it is ready."""
+    return Vm(run_sync(_launch(guest, name, accel, **options)))
+
+
+def live_vms() -> list[AsyncVm]:
+    with _live_lock:
+        return [vm for vm in _live.values() if vm is not None]
+
+
+def _teardown_all_at_exit() -> None:
+    vms = live_vms()
+    if not vms:
+        return
+
+    async def all_down() -> None:
+        await asyncio.wait_for(asyncio.gather(*(vm.teardown() for vm in vms), return_exceptions=True), 10)
+
+    try:
+        run_sync(all_down())
+    except BaseException:
+        pass  # the parent-death signal still takes QEMU down
+
+
+atexit.register(_teardown_all_at_exit)
