@@ -61,7 +61,9 @@ class AsyncConsole:
         await self._vm._call("console.write", self._vm.runtime.write_console(data))
 
     @runs_on_runtime_loop
-    async def expect(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT) -> re.Match[str]:
+    async def expect(
+        self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT
+    ) -> re.Match[str]:
         """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         return await self._vm._call(

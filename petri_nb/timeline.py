@@ -72,8 +72,8 @@ def empty_frame() -> pd.DataFrame:
 
 def events_frame(vm: str, run: str, events: list[Event]) -> pd.DataFrame:
     """Build a frame with the declared dtypes (see DESIGN.md, timeline schema)."""
-    cols = list(zip(*events)) if events else [[] for _ in Event._fields]
-    by_name = dict(zip(Event._fields, cols))
+    cols = list(zip(*events, strict=True)) if events else [[] for _ in Event._fields]
+    by_name = dict(zip(Event._fields, cols, strict=True))
     n = len(events)
     return pd.DataFrame(
         {

@@ -170,7 +170,7 @@ class AsyncVm:
                 raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
             if halts and self._pending:
                 raise VmHalted(self._pending[0], f"{name}()")
-            raise PetriTimeout(f"{name}() timed out after {timeout:g} s waiting for {what or 'QEMU to answer'}")
+            raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}")
         finally:
             for fut in (task, *watchers):
                 fut.cancel()
@@ -180,7 +180,9 @@ class AsyncVm:
     async def _boot(self) -> None:
         self._check_usable()
         start = time.monotonic()
-        await self._call("start", self.runtime.start(self), timeout=None)
+        # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
+        await self.runtime.start(self)
+        self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self.state = "running"
         if self.guest.ready:
             await self.console.expect(self.guest.ready, timeout=self.guest.ready_timeout)

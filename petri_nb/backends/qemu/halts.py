@@ -82,7 +82,9 @@ class HaltMapper:
     def from_status(status: str, stderr_tail: str) -> Halt | None:
         """Run states that stop the guest without a SHUTDOWN event (e.g. a KVM internal error)."""
         if status == "internal-error":
-            return Halt(HaltReason.OTHER, f"internal-error: {stderr_tail}".rstrip(": "), data={"status": status})
+            errors = [ln for ln in stderr_tail.split(" | ") if "error" in ln.lower() or "failure" in ln.lower()]
+            detail = "internal-error: " + (" | ".join(errors)[:300] or "no message from QEMU")
+            return Halt(HaltReason.OTHER, detail, data={"status": status, "stderr": stderr_tail})
         if status == "io-error":
             return Halt(HaltReason.OTHER, "io-error: a disk request failed", data={"status": status})
         return None

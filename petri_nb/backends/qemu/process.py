@@ -47,7 +47,10 @@ class QemuProcess:
 
     def exit_description(self) -> str:
         code = self._proc.returncode
-        how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with status {code}"
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
         tail = " | ".join(self.stderr_tail)
         return f"QEMU (pid {self.pid}) {how}" + (f": {tail}" if tail else "")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +19,9 @@ from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
 from .process import QemuProcess
 from .screen import screendump
+
+# qemu.qmp logs connection failures at ERROR; we raise them as exceptions instead.
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
@@ -89,11 +93,16 @@ class QemuRuntime(Runtime):
         task = asyncio.ensure_future(aw)
         done, _ = await asyncio.wait({task, self._exited}, timeout=START_TIMEOUT,
                                      return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
+        if task in done and task.exception() is None:
             return task.result()
         task.cancel()
-        if self._exited in done:
+        if task in done:  # e.g. QMP hung up: QEMU is exiting, let it say why
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), QUIT_GRACE)
+        if self._exited.done():
             raise LaunchError(f"QEMU failed while {what}: {self.proc.exit_description()}")
+        if task in done:
+            raise LaunchError(f"QEMU failed while {what}: {task.exception()!r}")
         raise PetriTimeout(f"timed out after {START_TIMEOUT:g} s {what}")
 
     # -- background tasks --------------------------------------------------

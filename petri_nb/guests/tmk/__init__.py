@@ -32,10 +32,15 @@ def build(out: Path = KERNEL) -> Path:
 
 
 def tmk_config(
-    accel: str = "tcg", memory_mib: int = 32, cpus: int = 1, extra_args: tuple[str, ...] = (), kernel: Path = KERNEL
+    accel: str = "tcg",
+    memory_mib: int = 32,
+    cpus: int = 1,
+    extra_args: tuple[str, ...] = (),
+    kernel: Path = KERNEL,
+    binary: str = "qemu-system-x86_64",
 ) -> QemuConfig:
     return QemuConfig(kernel=Path(kernel), accel=accel, memory_mib=memory_mib, cpus=cpus,
-                      extra_args=tuple(extra_args))
+                      extra_args=tuple(extra_args), binary=binary)
 
 
 TMK = Guest("tmk", tmk_config, ready=READY, ready_timeout=30.0)

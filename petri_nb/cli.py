@@ -1,0 +1,77 @@
+"""``petri-nb``: the command line. ``petri-nb demo`` is the README's main job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import HaltReason, PetriError, launch
+
+#: tmk command -> the halt it must produce.
+HALT_COMMANDS = {
+    "poweroff": HaltReason.POWER_OFF,
+    "reset": HaltReason.RESET,
+    "triplefault": HaltReason.TRIPLE_FAULT,
+    "panic": HaltReason.PANIC,
+    "hibernate": HaltReason.HIBERNATE,
+}
+
+
+def demo(out: Path, accel: str) -> int:
+    """Boot tmk, drive it through every halt reason, write a screenshot and the timeline."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    started = time.monotonic()
+    with launch("tmk", accel=accel) as vm:
+        print(f"launched {vm.name} ({accel}); guest ready after {vm.aio.uptime:.3f} s")
+        vm.console.write("draw 5\n")
+        vm.console.expect("drawn 5")
+        shot = out / "screenshot.png"
+        vm.screenshot().save(shot)
+        for command, expected in HALT_COMMANDS.items():
+            vm.console.write(command + "\n")
+            halt = vm.wait_for_halt(timeout=30)
+            rows.append({"command": command, "reason": halt.reason.name, "detail": halt.detail,
+                         "t": round(halt.t, 3), "as_expected": halt.reason is expected})
+            vm.reset()
+            vm.console.expect("tmk: ready", timeout=30)
+        timeline = vm.timeline()
+    halts = pd.DataFrame(rows)
+    print()
+    print(halts.to_string(index=False))
+    parquet = out / "timeline.parquet"
+    timeline.to_parquet(parquet, index=False)
+    timeline.to_csv(out / "timeline.csv", index=False)
+    print()
+    print(f"{len(timeline)} timeline events in {time.monotonic() - started:.2f} s")
+    print(f"screenshot: {shot}")
+    print(f"timeline:   {parquet} (and timeline.csv)")
+    return 0 if halts["as_expected"].all() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="petri-nb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="boot the tiny test kernel through every halt reason")
+    p_demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
+    p_demo.add_argument("--accel", default="tcg", choices=["tcg", "kvm", "auto"])
+    sub.add_parser("build-tmk", help="rebuild the tiny test kernel from source into the package")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return demo(args.out, args.accel)
+        from .guests.tmk import build
+
+        print(build())
+        return 0
+    except PetriError as e:
+        print(f"petri-nb: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Fixtures: one per real resource (a tmk VM), with teardown that cannot leak QEMU."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+import petri_nb
+
+
+def our_qemus() -> list[psutil.Process]:
+    """QEMU processes started by this test process (directly or through helpers)."""
+    me = psutil.Process(os.getpid())
+    found = []
+    for child in me.children(recursive=True):
+        try:
+            if child.name().startswith("qemu-system"):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll a condition (not a sleep-as-synchronisation: it ends as soon as it holds)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def no_qemu_left_behind() -> Iterator[None]:
+    yield
+    leftovers: list[psutil.Process] = []
+
+    def none_left() -> bool:
+        nonlocal leftovers
+        leftovers = our_qemus()
+        return not leftovers
+
+    try:
+        wait_until(none_left, timeout=5, what="QEMU processes to exit")
+    except AssertionError:
+        for p in leftovers:
+            p.kill()
+        pytest.fail(f"test left QEMU processes behind: {[p.pid for p in leftovers]}")
+
+
+@pytest.fixture
+def vm() -> Iterator[petri_nb.Vm]:
+    """A running tmk VM (TCG), torn down after the test."""
+    machine = petri_nb.launch("tmk")
+    try:
+        yield machine
+    finally:
+        machine.teardown()

@@ -1,0 +1,44 @@
+"""Bad input gets a clear PetriError naming what was wrong, and leaks nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+import petri_nb
+
+
+def test_unknown_guest_names_the_known_ones():
+    with pytest.raises(petri_nb.LaunchError, match=r"unknown guest 'nope'.*tmk"):
+        petri_nb.launch("nope")
+
+
+def test_missing_qemu_binary_says_how_to_install_it():
+    with pytest.raises(petri_nb.LaunchError, match=r"qemu-system-nope not found.*apt-get install"):
+        petri_nb.launch("tmk", binary="qemu-system-nope")
+
+
+def test_unknown_accel_and_option_are_rejected():
+    with pytest.raises(petri_nb.LaunchError, match="unknown accel 'warp'"):
+        petri_nb.launch("tmk", accel="warp")
+    with pytest.raises(petri_nb.LaunchError, match="bad launch option"):
+        petri_nb.launch("tmk", colour="blue")
+
+
+def test_qemu_rejecting_its_command_line_is_a_launch_error_with_its_message():
+    with pytest.raises(petri_nb.LaunchError, match="QEMU failed.*nonsense"):
+        petri_nb.launch("tmk", extra_args=("-device", "nonsense"))
+
+
+def test_expired_timeout_names_what_was_awaited(vm: petri_nb.Vm):
+    with pytest.raises(petri_nb.PetriTimeout, match="timed out after 0.2 s waiting for the VM to halt"):
+        vm.wait_for_halt(timeout=0.2)
+    with pytest.raises(petri_nb.PetriTimeout, match="console output matching 'nothing'"):
+        vm.console.expect("nothing", timeout=0.2)
+    assert isinstance(petri_nb.PetriTimeout("x"), TimeoutError)
+
+
+def test_a_failed_launch_frees_its_name():
+    with pytest.raises(petri_nb.LaunchError):
+        petri_nb.launch("tmk", name="reused", extra_args=("-device", "nonsense"))
+    with petri_nb.launch("tmk", name="reused") as vm:
+        assert vm.name == "reused"

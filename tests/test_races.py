@@ -1,0 +1,73 @@
+"""Calls are raced against halts and against QEMU disappearing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import petri_nb
+from petri_nb import HaltReason, VmGone, VmHalted
+
+
+def test_console_expect_pending_when_tmk_panics_raises_vm_halted(vm: petri_nb.Vm):
+    vm.console.write("panic\n")
+    with pytest.raises(VmHalted) as info:
+        vm.console.expect("this text never comes", timeout=20)
+    assert info.value.halt.reason is HaltReason.PANIC
+    assert "PANIC" in str(info.value)
+    # The halt stays pending for wait_for_halt, as in petri.
+    assert vm.wait_for_halt(timeout=5).reason is HaltReason.PANIC
+
+
+def test_wait_for_halt_or_raises_vm_halted_when_the_guest_panics_meanwhile():
+    async def scenario() -> None:
+        vm = await petri_nb.launch_async("tmk")
+        try:
+            pending = asyncio.ensure_future(vm.wait_for_halt_or(asyncio.sleep(60)))
+            await vm.console.write("panic\n")
+            with pytest.raises(VmHalted) as info:
+                await asyncio.wait_for(pending, 20)
+            assert info.value.halt.reason is HaltReason.PANIC
+        finally:
+            await vm.teardown()
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_halt_or_returns_the_calls_result_when_no_halt(vm: petri_nb.Vm):
+    vm.console.write("count\n")
+    match = vm.wait_for_halt_or(lambda: vm.console.expect(r"count=(\d+)", timeout=10))
+    assert match.group(1) == "1"
+
+
+def test_kill_9_of_qemu_during_wait_for_halt_gives_vm_gone_within_a_second(vm: petri_nb.Vm):
+    pid = vm.aio.runtime.proc.pid
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        killed_at.append(time.monotonic())
+        os.kill(pid, signal.SIGKILL)
+
+    timer = threading.Timer(0.3, kill)
+    timer.start()
+    with pytest.raises(VmGone) as info:
+        vm.wait_for_halt(timeout=30)
+    elapsed = time.monotonic() - killed_at[0]
+    assert elapsed < 1.0, f"VmGone took {elapsed:.2f} s"
+    assert "SIGKILL" in str(info.value)
+    assert vm.state == "gone"
+    with pytest.raises(VmGone):
+        vm.pause()
+
+
+def test_calls_after_teardown_fail_clearly_and_teardown_is_idempotent():
+    with petri_nb.launch("tmk") as vm:
+        pass
+    vm.teardown()
+    with pytest.raises(petri_nb.PetriError, match="torn down"):
+        vm.reset()
