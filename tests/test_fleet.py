@@ -1,0 +1,142 @@
+"""Fleets on a real Dask LocalCluster of worker processes, each booting real tmk VMs."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import wait_until
+from distributed import Client
+
+import petri_nb
+from petri_nb import fleet
+
+CYCLE = ["POWER_OFF", "RESET", "TRIPLE_FAULT", "PANIC", "HIBERNATE"]
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    """A LocalCluster with 2 worker processes, closed (with its workers and their QEMUs) after the test."""
+    c = fleet.local_client(2)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def fails_on_odd_runs(vm: petri_nb.Vm) -> int:
+    index = fleet.current_run().index
+    if index % 2:
+        raise ValueError(f"odd run {index}")
+    return index
+
+
+def panics_while_expecting(vm: petri_nb.Vm) -> None:
+    vm.console.write("panic\n")
+    vm.console.expect("never printed", timeout=20)
+
+
+def hangs_on_one_run(marker_dir: str, hang_index: int, vm: petri_nb.Vm) -> str:
+    """Run ``hang_index`` reports its worker and QEMU pids, then waits for a halt that never comes."""
+    if fleet.current_run().index != hang_index:
+        return fleet.HaltEach()(vm)
+    me = psutil.Process()
+    qemus = [p.pid for p in me.children(recursive=True) if p.name().startswith("qemu-system")]
+    vm.console.write("hang\n")
+    tmp = Path(marker_dir) / "hanging.tmp"
+    tmp.write_text(" ".join(map(str, [me.pid, *qemus])))
+    os.replace(tmp, Path(marker_dir) / "hanging")
+    return vm.wait_for_halt(timeout=60).reason.name
+
+
+def test_twenty_tmk_runs_on_two_workers_each_report_their_halt_reason(client: Client, tmp_path: Path):
+    result = fleet.run("halt-each", runs=20, client=client, rundir=tmp_path, progress=False)
+
+    out = result.outcomes
+    assert list(out["index"]) == list(range(20))
+    assert list(out["status"]) == ["ok"] * 20
+    assert list(out["halt_reason"]) == [CYCLE[i % 5] for i in range(20)]
+    assert list(out["value"]) == list(out["halt_reason"])
+    assert out["worker"].nunique() == 2
+
+    tl = result.timeline
+    assert set(tl["run"]) == set(out["run"])
+    halts = tl[tl["source"] == "halt"].set_index("run")["reason"]
+    assert halts.to_dict() == dict(zip(out["run"], out["halt_reason"], strict=True))
+    assert tl.groupby("run")["worker"].first().to_dict() == out.set_index("run")["worker"].to_dict()
+
+    # Streamed as runs finished: one Parquet file per run plus the outcome log, reloadable.
+    assert sorted(p.stem for p in tmp_path.glob("*.parquet")) == sorted(out["run"])
+    again = fleet.read_fleet(tmp_path)
+    assert list(again.outcomes["halt_reason"]) == list(out["halt_reason"])
+    assert len(again.timeline) == len(tl)
+
+
+def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(client: Client, tmp_path: Path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    experiment = functools.partial(hangs_on_one_run, str(markers), 3)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(fleet.run, experiment, runs=12, client=client, rundir=tmp_path / "runs",
+                              progress=False)
+        wait_until((markers / "hanging").exists, timeout=60, what="run 3 to start hanging")
+        worker_pid, *qemu_pids = map(int, (markers / "hanging").read_text().split())
+        assert qemu_pids, "the hanging run's QEMU was not found"
+        os.kill(worker_pid, signal.SIGKILL)
+        result = pending.result(timeout=90)
+
+    out = result.outcomes.set_index("index")
+    assert out.loc[3, "status"] == "lost"
+    assert "died during the run" in out.loc[3, "error"]
+    others = out.drop(index=3)
+    assert list(others["status"]) == ["ok"] * 11
+    assert list(others["halt_reason"]) == [CYCLE[i % 5] for i in others.index]
+    assert out.loc[3, "run"] not in set(result.timeline["run"])
+
+    # The killed worker's QEMU died with it (parent-death signal), not orphaned.
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(lambda: all(gone(p) for p in qemu_pids), timeout=10, what="the killed worker's QEMU to exit")
+
+
+def test_experiment_failures_are_reported_per_run(client: Client, tmp_path: Path):
+    result = fleet.run(fails_on_odd_runs, runs=4, client=client, rundir=tmp_path, progress=False)
+    out = result.outcomes
+    assert list(out["status"]) == ["ok", "error", "ok", "error"]
+    assert list(out["error"].fillna("")) == ["", "ValueError: odd run 1", "", "ValueError: odd run 3"]
+    assert list(out["value"][[0, 2]]) == [0, 2]
+    assert set(result.timeline["run"]) == set(out["run"])  # failed runs keep their timelines
+
+    halted = fleet.run(panics_while_expecting, runs=1, client=client, rundir=tmp_path / "h", progress=False)
+    row = halted.outcomes.iloc[0]
+    assert (row["status"], row["halt_reason"]) == ("error", "PANIC")
+    assert row["error"].startswith("VmHalted")
+
+
+def test_bad_fleet_input_is_rejected_before_any_cluster_starts(tmp_path: Path):
+    lock = threading.Lock()
+    cases = [
+        (dict(experiment="nope"), r"unknown experiment 'nope'.*halt-each"),
+        (dict(experiment=42), "must be a callable"),
+        (dict(experiment=lambda vm: lock), None),  # picklable closure? lock is not
+        (dict(experiment="halt-each", runs=0), "runs must be a positive integer"),
+        (dict(experiment="halt-each", guest="nope"), "unknown guest 'nope'"),
+        (dict(experiment="halt-each", colour="blue"), "bad launch option"),
+        (dict(experiment="halt-each", name="x"), "names its VMs itself"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(petri_nb.PetriError, match=message or "not picklable"):
+            fleet.run(rundir=tmp_path, progress=False, **kwargs)
+    with pytest.raises(petri_nb.PetriError, match="only available inside a fleet experiment"):
+        fleet.current_run()
