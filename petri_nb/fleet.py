@@ -244,18 +244,12 @@ def _append_outcome(rundir: Path, outcome: dict[str, Any]) -> None:
         f.write(line + "\n")
 
 
-def _read_timeline_files(paths: list[Path]) -> pd.DataFrame:
-    import petri_nb
-
-    reader = getattr(petri_nb, "read_timelines", None)
-    if reader is not None and paths:
-        return reader([str(p) for p in paths])
-    frames = [pd.read_parquet(p) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else _empty_timeline()
-
-
 def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
-    """Reload a (possibly half-finished) fleet from its run directory."""
+    """Reload a (possibly half-finished) fleet from its run directory.
+
+    The timelines are ``<rundir>/*.parquet`` (``petri_nb.read_timelines`` reads them too,
+    without the worker column); the outcomes are ``<rundir>/outcomes.jsonl``.
+    """
     rundir = Path(rundir)
     if not rundir.is_dir():
         raise PetriError(f"fleet run directory {rundir} does not exist")
@@ -263,7 +257,21 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
     log = rundir / "outcomes.jsonl"
     if log.exists():
         rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return FleetResult(_read_timeline_files(sorted(rundir.glob("*.parquet"))), outcomes_frame(rows), rundir)
+    outcomes = outcomes_frame(rows)
+    files = sorted(rundir.glob("*.parquet"))
+    timeline = _read_timeline_files(files) if files else empty_frame()
+    workers = dict(zip(outcomes["run"], outcomes["worker"], strict=True))
+    timeline["worker"] = timeline["run"].map(workers).astype("string")
+    return FleetResult(timeline, outcomes, rundir)
+
+
+def _read_timeline_files(files: list[Path]) -> pd.DataFrame:
+    import petri_nb
+
+    reader = getattr(petri_nb, "read_timelines", None)
+    if reader is not None:
+        return reader([str(f) for f in files])
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).drop(columns="worker")
 
 
 def _empty_timeline() -> pd.DataFrame:

@@ -77,6 +77,8 @@ def test_twenty_tmk_runs_on_two_workers_each_report_their_halt_reason(client: Cl
     again = fleet.read_fleet(tmp_path)
     assert list(again.outcomes["halt_reason"]) == list(out["halt_reason"])
     assert len(again.timeline) == len(tl)
+    assert again.timeline.groupby("run")["worker"].first().to_dict() == out.set_index("run")["worker"].to_dict()
+    assert set(petri_nb.read_timelines(f"{tmp_path}/*.parquet")["run"]) == set(out["run"])
 
 
 def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(client: Client, tmp_path: Path):
@@ -88,6 +90,11 @@ def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(cli
                               progress=False)
         wait_until((markers / "hanging").exists, timeout=60, what="run 3 to start hanging")
         worker_pid, *qemu_pids = map(int, (markers / "hanging").read_text().split())
+        # Half-finished: the runs done so far are already on disk and readable.
+        wait_until(lambda: len(fleet.read_fleet(tmp_path / "runs").outcomes) >= 2, what="finished runs on disk")
+        partial = fleet.read_fleet(tmp_path / "runs")
+        assert set(partial.timeline["run"]) == set(partial.outcomes["run"])
+        assert not pending.done()
         assert qemu_pids, "the hanging run's QEMU was not found"
         os.kill(worker_pid, signal.SIGKILL)
         result = pending.result(timeout=90)
