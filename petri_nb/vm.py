@@ -28,6 +28,7 @@ from .errors import PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest, get_guest
 from .halt import Halt, HaltReason
 from .loop import hop, run_sync, runs_on_runtime_loop
+from .state import StateFacade, StateMixin
 from .timeline import Timeline
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ def _claim_name(name: str | None, guest: str) -> str:
         return name
 
 
-class AsyncVm:
+class AsyncVm(StateMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
@@ -339,7 +340,7 @@ async def launch_async(guest: str = "tmk", *, name: str | None = None, accel: st
     return await hop(_launch(guest, name, accel, **options))
 
 
-class Vm:
+class Vm(StateFacade):
     """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view."""
 
     def __init__(self, aio: AsyncVm) -> None:

@@ -61,6 +61,14 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def write_console(self, data: bytes) -> None: ...
 
+    async def save_state(self) -> bytes:
+        """The paused VM's whole state as bytes (a running VM is paused for it, then resumed)."""
+        raise NotSupported(f"save_state() is not implemented by the {self.backend_name} backend")
+
+    async def restore_state(self, data: bytes) -> str:
+        """Replace the VM's state by ``data`` from save_state(); returns the run state, not resumed."""
+        raise NotSupported(f"restore_state() is not implemented by the {self.backend_name} backend")
+
     # Calls that only an OpenHCL paravisor has. QEMU runs no paravisor, so the
     # default says so instead of pretending.
     def _no_paravisor(self, call: str) -> NotSupported:

@@ -15,6 +15,7 @@ from qemu.qmp import ExecuteError, QMPClient
 
 from ...errors import LaunchError, PetriError, PetriTimeout
 from ..base import EventSink, Runtime
+from . import migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
 from .process import QemuProcess
@@ -207,6 +208,12 @@ class QemuRuntime(Runtime):
         assert self._console is not None
         self._console.write(data)
         await self._console.drain()
+
+    async def save_state(self) -> bytes:
+        return await migration.save(self)
+
+    async def restore_state(self, data: bytes) -> str:
+        return await migration.restore(self, data)
 
     # -- teardown ------------------------------------------------------------
 

@@ -1,0 +1,222 @@
+"""Save/restore, checkpoints and rewind: whole-VM state as bytes.
+
+A checkpoint is a save state kept in memory under a name; rewinding restores it
+into the same VM (same name, timeline and console), so after a crash you can go
+back to just before it and look again. Mixed into AsyncVm / Vm so that vm.py
+only names the mixins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import PetriError
+from .loop import run_sync, runs_on_runtime_loop
+
+if TYPE_CHECKING:
+    from .vm import AsyncVm
+
+#: Generous bound on one save or restore (tmk takes well under a second).
+STATE_TIMEOUT = 120.0
+_TMK_COUNT = re.compile(r"count=(\d+)")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One in-memory save state."""
+
+    name: str
+    t: float  # VM uptime when taken
+    data: bytes = field(repr=False)
+    save_s: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+class StateMixin:
+    """save_state / restore_state / verify_save_restore / checkpoint / rewind for AsyncVm."""
+
+    def _state_attrs(self: AsyncVm) -> None:  # type: ignore[misc]
+        if not hasattr(self, "_checkpoints"):
+            self._checkpoints: dict[str, Checkpoint] = {}
+            self._checkpoint_names = itertools.count(1)
+            self._state_lock = asyncio.Lock()
+            self._auto_task: asyncio.Task[None] | None = None
+
+    @runs_on_runtime_loop
+    async def save_state(self: AsyncVm) -> bytes:  # type: ignore[misc]
+        """The whole VM state (QEMU migration stream); a running VM is paused for it and resumed."""
+        self._state_attrs()
+        async with self._state_lock:
+            start = time.monotonic()
+            data = await self._call("save_state", self.runtime.save_state(), timeout=STATE_TIMEOUT)
+            took = time.monotonic() - start
+        self._record("runtime", "state saved", f"{len(data)} bytes in {took * 1000:.1f} ms",
+                     {"bytes": len(data), "duration_s": took})
+        return data
+
+    @runs_on_runtime_loop
+    async def restore_state(self: AsyncVm, data: bytes, resume: bool = True) -> None:  # type: ignore[misc]
+        """Load ``data`` from save_state() into this VM (a fresh QEMU replaces the old one).
+
+        Pending halts are dropped: the restored machine has not halted. Bad bytes
+        raise PetriError and leave the VM as it was."""
+        self._state_attrs()
+        async with self._state_lock:
+            status = await self._call("restore_state", self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
+            self._acknowledge_halts()
+            self.state = "paused"
+            if resume and status == "paused":
+                await self._call("resume", self.runtime.resume())
+                self.state = "running"
+            elif status != "paused":
+                self.state = "halted"
+
+    @runs_on_runtime_loop
+    async def verify_save_restore(self: AsyncVm, rounds: int = 2) -> dict[str, Any]:  # type: ignore[misc]
+        """As petri: pause, save, restore, resume, ``rounds`` times; then check the guest still runs.
+
+        On tmk the ``count`` command must continue from where it was. Returns sizes and times."""
+        probe = _PROBES.get(self.guest.name)
+        before = await probe(self) if probe else None
+        sizes, saves, restores = [], [], []
+        for _ in range(rounds):
+            await self.pause()
+            start = time.monotonic()
+            data = await self.save_state()
+            saves.append(time.monotonic() - start)
+            sizes.append(len(data))
+            start = time.monotonic()
+            await self.restore_state(data, resume=False)
+            restores.append(time.monotonic() - start)
+            await self.resume()
+        status = await self.status()
+        if status != "running":
+            raise PetriError(f"verify_save_restore: the VM is {status} after restoring, not running")
+        if probe:
+            after = await probe(self)
+            if after != before + 1:
+                raise PetriError(f"verify_save_restore: the guest counter went {before} -> {after}, not +1")
+        result = {"rounds": rounds, "bytes": sizes, "save_s": saves, "restore_s": restores}
+        self._record("runtime", "save/restore verified", f"{rounds} rounds, {max(sizes)} bytes", result)
+        return result
+
+    @runs_on_runtime_loop
+    async def checkpoint(self: AsyncVm, name: str | None = None) -> Checkpoint:  # type: ignore[misc]
+        """Keep the current state in memory under ``name`` (default ``cp-N``); on the timeline."""
+        self._state_attrs()
+        if name is None:
+            name = f"cp-{next(self._checkpoint_names)}"
+        elif not isinstance(name, str) or not name:
+            raise PetriError(f"checkpoint name must be a non-empty string, not {name!r}")
+        t = self.uptime
+        start = time.monotonic()
+        async with self._state_lock:
+            data = await self._call("checkpoint", self.runtime.save_state(), timeout=STATE_TIMEOUT)
+        cp = Checkpoint(name, t, data, time.monotonic() - start)
+        self._checkpoints[name] = cp
+        self._record("runtime", "checkpoint", f"{name}: {cp.size} bytes in {cp.save_s * 1000:.1f} ms",
+                     {"name": name, "bytes": cp.size, "duration_s": cp.save_s, "uptime": t})
+        return cp
+
+    def checkpoints(self: AsyncVm) -> list[Checkpoint]:  # type: ignore[misc]
+        """Checkpoints taken so far, oldest first."""
+        self._state_attrs()
+        return list(self._checkpoints.values())
+
+    @runs_on_runtime_loop
+    async def rewind(self: AsyncVm, name: str | None = None, resume: bool = True) -> Checkpoint:  # type: ignore[misc]
+        """Go back to checkpoint ``name`` (default: the latest); the console and timeline go on."""
+        self._state_attrs()
+        if not self._checkpoints:
+            raise PetriError("rewind(): no checkpoint taken yet; call checkpoint() first")
+        if name is None:
+            name = next(reversed(self._checkpoints))
+        cp = self._checkpoints.get(name)
+        if cp is None:
+            raise PetriError(f"rewind(): no checkpoint named {name!r}; have {', '.join(self._checkpoints)}")
+        start = time.monotonic()
+        async with self._state_lock:
+            status = await self._call("rewind", self.runtime.restore_state(cp.data), timeout=STATE_TIMEOUT)
+            self._acknowledge_halts()
+            self.state = "paused"
+            if resume and status == "paused":
+                await self._call("resume", self.runtime.resume())
+                self.state = "running"
+        took = time.monotonic() - start
+        self._record("runtime", "rewind", f"to {name} (uptime {cp.t:.3f} s) in {took * 1000:.1f} ms",
+                     {"name": name, "bytes": cp.size, "duration_s": took, "uptime": cp.t})
+        return cp
+
+    @runs_on_runtime_loop
+    async def auto_checkpoint(self: AsyncVm, every: float | None = 5.0, keep: int = 5) -> None:  # type: ignore[misc]
+        """Take a checkpoint ``auto-N`` every ``every`` seconds while running, keeping the last ``keep``;
+        ``every=None`` stops."""
+        self._state_attrs()
+        if self._auto_task is not None:
+            self._auto_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._auto_task
+            self._auto_task = None
+        if every is None:
+            return
+        if every <= 0 or keep < 1:
+            raise PetriError(f"auto_checkpoint(every={every!r}, keep={keep!r}): both must be positive")
+        self._auto_task = asyncio.ensure_future(self._auto_loop(every, keep))
+
+    async def _auto_loop(self: AsyncVm, every: float, keep: int) -> None:  # type: ignore[misc]
+        for n in itertools.count(1):
+            await asyncio.sleep(every)  # a period, not a synchronisation
+            if self.torn_down or self.state == "gone":
+                return
+            if self.state != "running":
+                continue
+            with contextlib.suppress(PetriError):
+                await self.checkpoint(f"auto-{n}")
+            autos = [k for k in self._checkpoints if k.startswith("auto-")]
+            for old in autos[:-keep]:
+                del self._checkpoints[old]
+
+
+async def _tmk_counter(vm: AsyncVm) -> int:
+    await vm.console.write("count\n")
+    return int((await vm.console.expect(_TMK_COUNT, timeout=10))[1])
+
+
+#: Guest liveness probes for verify_save_restore: a value that must advance by one.
+_PROBES = {"tmk": _tmk_counter}
+
+
+class StateFacade:
+    """The blocking face of StateMixin for Vm."""
+
+    aio: AsyncVm
+
+    def save_state(self) -> bytes:
+        return run_sync(self.aio.save_state())
+
+    def restore_state(self, data: bytes, resume: bool = True) -> None:
+        run_sync(self.aio.restore_state(data, resume))
+
+    def verify_save_restore(self, rounds: int = 2) -> dict[str, Any]:
+        return run_sync(self.aio.verify_save_restore(rounds))
+
+    def checkpoint(self, name: str | None = None) -> Checkpoint:
+        return run_sync(self.aio.checkpoint(name))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return self.aio.checkpoints()
+
+    def rewind(self, name: str | None = None, resume: bool = True) -> Checkpoint:
+        return run_sync(self.aio.rewind(name, resume))
+
+    def auto_checkpoint(self, every: float | None = 5.0, keep: int = 5) -> None:
+        run_sync(self.aio.auto_checkpoint(every, keep))

@@ -1,0 +1,105 @@
+"""Save/restore, checkpoints and rewind against real QEMU with tmk."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import psutil
+import pytest
+from conftest import wait_until
+
+import petri_nb
+from petri_nb import HaltReason, PetriError
+
+COUNT = re.compile(r"count=(\d+)")
+
+
+def count(vm: petri_nb.Vm) -> int:
+    vm.console.write("count\n")
+    return int(vm.console.expect(COUNT, timeout=10)[1])
+
+
+def test_verify_save_restore_passes_and_counter_continues(vm: petri_nb.Vm) -> None:
+    assert count(vm) == 1
+    result = vm.verify_save_restore()
+    assert result["rounds"] == 2
+    assert all(n > 0 for n in result["bytes"])
+    assert count(vm) == 4  # the probe took 2 and 3: the guest went on, not back
+    kinds = set(vm.timeline()["kind"])
+    assert {"save_state()", "restore_state()", "save/restore verified"} <= kinds
+
+
+def test_restore_replaces_qemu_keeps_name_and_leaves_no_orphan(vm: petri_nb.Vm) -> None:
+    old_pid = vm.aio.runtime.proc.pid
+    count(vm)
+    data = vm.save_state()
+    assert data.startswith(b"QEVM")
+    count(vm)
+    start = time.monotonic()
+    vm.restore_state(data)
+    took = time.monotonic() - start
+    new_pid = vm.aio.runtime.proc.pid
+    assert new_pid != old_pid
+    wait_until(lambda: not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie",
+               what="the old QEMU to exit")
+    assert vm.state == "running" and vm.status() == "running"
+    assert count(vm) == 2  # back to the saved counter (1), then one more
+    assert took < 10
+    print(f"save_state {len(data)} bytes; restore {took * 1000:.0f} ms")
+
+
+@pytest.mark.parametrize("garbage", [b"", b"definitely not a VM", b"QEVM" + b"\x00\x01garbage" * 100])
+def test_restore_of_garbage_is_a_clear_error_and_vm_still_usable(vm: petri_nb.Vm, garbage: bytes) -> None:
+    pid = vm.aio.runtime.proc.pid
+    with pytest.raises(PetriError, match="restore"):
+        vm.restore_state(garbage)
+    assert vm.aio.runtime.proc.pid == pid
+    assert vm.status() == "running"
+    assert count(vm) == 1
+
+
+def test_restore_of_wrong_type_is_a_clear_error(vm: petri_nb.Vm) -> None:
+    with pytest.raises(PetriError, match="bytes"):
+        vm.restore_state("QEVM")  # type: ignore[arg-type]
+
+
+def test_rewind_after_panic_runs_again_from_the_checkpoint(vm: petri_nb.Vm) -> None:
+    assert count(vm) == 1
+    cp = vm.checkpoint("before-panic")
+    assert cp.size > 0
+    assert count(vm) == 2
+    vm.console.write("panic\n")
+    assert vm.wait_for_halt(timeout=10).reason is HaltReason.PANIC
+    start = time.monotonic()
+    vm.rewind("before-panic")
+    took = time.monotonic() - start
+    assert vm.state == "running"
+    assert count(vm) == 2  # the counter is the checkpoint's (1), plus this call
+    frame = vm.timeline()
+    assert (frame["kind"] == "checkpoint").sum() == 1 and (frame["kind"] == "rewind").sum() == 1
+    print(f"checkpoint {cp.size} bytes in {cp.save_s * 1000:.0f} ms; rewind {took * 1000:.0f} ms")
+
+
+def test_rewind_bad_names_are_clear_errors(vm: petri_nb.Vm) -> None:
+    with pytest.raises(PetriError, match="no checkpoint taken"):
+        vm.rewind()
+    vm.checkpoint()
+    with pytest.raises(PetriError, match="no checkpoint named 'nope'"):
+        vm.rewind("nope")
+    with pytest.raises(PetriError, match="non-empty string"):
+        vm.checkpoint("")
+    assert [c.name for c in vm.checkpoints()] == ["cp-1"]
+
+
+def test_auto_checkpoint_takes_and_prunes_checkpoints(vm: petri_nb.Vm) -> None:
+    vm.auto_checkpoint(every=0.1, keep=2)
+    try:
+        wait_until(lambda: any(c.name == "auto-3" for c in vm.checkpoints()), timeout=20, what="3 auto checkpoints")
+    finally:
+        vm.auto_checkpoint(None)
+    names = [c.name for c in vm.checkpoints()]
+    assert len(names) <= 2 and "auto-1" not in names
+    with pytest.raises(PetriError):
+        vm.auto_checkpoint(every=0)
+    assert count(vm) == 1
