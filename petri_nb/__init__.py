@@ -4,8 +4,11 @@ A petri-style runtime (launch, reset, wait for a typed halt, race calls against
 halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .vm import AsyncVm, Vm, launch, launch_async
 
 __all__ = [
@@ -13,6 +16,7 @@ __all__ = [
     "AsyncVm",
     "Halt",
     "HaltReason",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -20,6 +24,9 @@ __all__ = [
     "Vm",
     "VmGone",
     "VmHalted",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
 ]

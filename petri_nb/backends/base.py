@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..errors import NotSupported
 from ..halt import Halt
+from ..inspect import InspectNode
 
 
 class EventSink(Protocol):
@@ -68,6 +69,11 @@ class Runtime(abc.ABC):
     async def restore_state(self, data: bytes) -> str:
         """Replace the VM's state by ``data`` from save_state(); returns the run state, not resumed."""
         raise NotSupported(f"restore_state() is not implemented by the {self.backend_name} backend")
+
+    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
+        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
+        such as ``duration_s`` and ``round_trips``."""
+        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
 
     # Calls that only an OpenHCL paravisor has. QEMU runs no paravisor, so the
     # default says so instead of pretending.

@@ -14,10 +14,12 @@ from PIL import Image
 from qemu.qmp import ExecuteError, QMPClient
 
 from ...errors import LaunchError, PetriError, PetriTimeout
+from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
+from .inspect import QmpInspector
 from .process import QemuProcess
 from .screen import screendump
 
@@ -214,6 +216,9 @@ class QemuRuntime(Runtime):
 
     async def restore_state(self, data: bytes) -> str:
         return await migration.restore(self, data)
+
+    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
+        return await QmpInspector(self.qmp, self.accel).inspect(path)
 
     # -- teardown ------------------------------------------------------------
 

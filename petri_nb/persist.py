@@ -1,0 +1,224 @@
+"""Run directories: a VM run's timeline (and inspect snapshots) as Parquet files on disk.
+
+Layout of one run directory (``<runs dir>/<vm>-<run id>/``)::
+
+    meta.json              vm, run, start time
+    part-000000.parquet    timeline rows, in the order they were recorded, one file per flush
+    part-000001.parquet    ...
+    inspect-0001.parquet   one file per inspect() snapshot (path, name, value, type + t)
+
+Why part files rather than one growing file: Parquet cannot be appended to, and
+a run whose Python process is killed must stay readable up to its last flush.
+Every file is written to a hidden temp name and ``os.replace``-d into place, so a
+crash (or a full disk) mid-write never leaves a truncated file behind; readers
+only look at complete ``part-*.parquet`` files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .errors import PetriError
+from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
+
+RUNS_ENV = "PETRI_NB_RUNS"
+#: Seconds between periodic flushes of new rows while a run is being saved.
+FLUSH_INTERVAL = 1.0
+
+
+class SaveError(PetriError):
+    """A timeline or snapshot could not be written (e.g. the disk is full); earlier files are intact."""
+
+
+def default_runs_dir() -> Path:
+    """``$PETRI_NB_RUNS``, else ``$XDG_DATA_HOME/petri_nb/runs`` (``~/.local/share/petri_nb/runs``)."""
+    if env := os.environ.get(RUNS_ENV):
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "petri_nb" / "runs"
+
+
+def run_dir_for(timeline: Timeline, runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    base = Path(runs_dir).expanduser() if runs_dir is not None else default_runs_dir()
+    return base / f"{timeline.vm}-{timeline.run}"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SaveError(f"could not write {path}: {e.strerror or e}; files written before are intact") from e
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` atomically (temp file + ``os.replace``)."""
+    _atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+class RunWriter:
+    """Saves one Timeline into its run directory: everything so far, then new rows periodically.
+
+    All methods run on the runtime loop (the thread that appends rows), so the
+    flushed-row bookkeeping needs no lock.
+    """
+
+    def __init__(self, timeline: Timeline, directory: Path, interval: float = FLUSH_INTERVAL) -> None:
+        self.timeline = timeline
+        self.directory = directory
+        self.interval = interval
+        self.error: SaveError | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._snapshots_written = 0
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SaveError(f"cannot create run directory {directory}: {e.strerror or e}") from e
+        self._part = len(list(directory.glob("part-*.parquet")))
+        meta = {"vm": timeline.vm, "run": timeline.run, "started_wall": timeline.started_wall, "format": 1}
+        _atomic_write(directory / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta)))
+
+    def start(self) -> None:
+        """Flush periodically from now on (call on the runtime loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._periodic())
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)  # a timer, not synchronisation
+            try:
+                self.flush()
+            except SaveError:
+                pass  # kept in self.error and on the timeline; retried next time
+
+    def flush(self) -> int:
+        """Write rows not yet on disk as the next part file (and new snapshots); returns rows written."""
+        tl = self.timeline
+        try:
+            rows = tl.unflushed()
+            if rows:
+                write_parquet(events_frame(tl.vm, tl.run, rows), self.directory / f"part-{self._part:06d}.parquet")
+                self._part += 1
+                tl.flushed += len(rows)
+            for snap in list(tl.snapshots):
+                if snap.seq > self._snapshots_written:
+                    frame = snap.frame.assign(t=snap.t, snapshot=snap.seq, inspect_path=snap.path)
+                    write_parquet(frame, self.directory / f"inspect-{snap.seq:04d}.parquet")
+                    self._snapshots_written = snap.seq
+        except SaveError as e:
+            if self.error is None:
+                tl.record("runtime", "save_timeline failed", str(e))
+            self.error = e
+            raise
+        self.error = None
+        return len(rows)
+
+    def read_parts(self) -> pd.DataFrame:
+        return read_run(self.directory)
+
+    def close(self) -> None:
+        """Stop the periodic flush and write what is left (errors stay in ``self.error``)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        with contextlib.suppress(SaveError):
+            self.flush()
+
+
+def read_run(directory: str | os.PathLike[str]) -> pd.DataFrame:
+    """The timeline saved in one run directory."""
+    parts = sorted(Path(directory).glob("part-*.parquet"))
+    return _read_files(parts)
+
+
+def _read_files(files: list[Path]) -> pd.DataFrame:
+    frames = []
+    for f in files:
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except Exception as e:  # not ours, or damaged by something other than a crash of ours
+            raise PetriError(f"cannot read saved timeline part {f}: {e}") from e
+    if not frames:
+        return empty_frame()
+    return conform(pd.concat(frames, ignore_index=True))
+
+
+def _expand(item: str | os.PathLike[str]) -> list[Path]:
+    text = os.fspath(item)
+    if glob.has_magic(text):
+        matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text)))
+        if not matches:
+            raise PetriError(f"no saved runs match {text!r}")
+        return matches
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise PetriError(f"no saved run at {path}")
+    return [path]
+
+
+def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Load many saved runs into one frame with the timeline schema's dtypes.
+
+    Each item may be a run directory, a directory of run directories (e.g. the
+    default runs dir), a single ``.parquet`` file or a glob of any of those. Rows
+    are in time order within each run.
+    """
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
+    frames = []
+    for item in items:
+        for path in _expand(item):
+            if path.is_dir():
+                parts = sorted(path.glob("part-*.parquet")) or sorted(path.glob("*/part-*.parquet"))
+                if not parts and not (path / "meta.json").exists():
+                    raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json)")
+                frames.extend(_by_run(_read_files(parts)))
+            elif path.suffix == ".parquet":
+                frames.extend(_by_run(_read_files([path])))
+            else:
+                raise PetriError(f"{path} is neither a run directory nor a .parquet file")
+    if not frames:
+        return empty_frame()
+    return conform(pd.concat(frames, ignore_index=True))
+
+
+def _by_run(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    return [sort_by_time(f.reset_index(drop=True)) for _, f in frame.groupby("run", sort=False, observed=True)]
+
+
+def read_snapshots(directory: str | os.PathLike[str]) -> dict[int, pd.DataFrame]:
+    """The inspect snapshots saved in a run directory, by snapshot number."""
+    out = {}
+    for f in sorted(Path(directory).glob("inspect-*.parquet")):
+        frame = pq.read_table(f).to_pandas()
+        out[int(f.stem.split("-")[1])] = frame
+    return out
+
+
+def save_timeline(timeline: Timeline, runs_dir: str | os.PathLike[str] | None = None,
+                  interval: float = FLUSH_INTERVAL) -> Path:
+    """Attach a RunWriter to ``timeline`` (once), flush everything so far and keep flushing.
+
+    Runs on the runtime loop. A second call flushes again and returns the same directory.
+    """
+    if interval <= 0:
+        raise PetriError(f"save_timeline() interval must be > 0 seconds, not {interval!r}")
+    writer = timeline.writer
+    if not isinstance(writer, RunWriter):
+        writer = RunWriter(timeline, run_dir_for(timeline, runs_dir), interval)
+        timeline.writer = writer
+    writer.flush()
+    writer.start()
+    return writer.directory
