@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from PIL import Image
@@ -27,13 +27,16 @@ from . import persist
 from .backends.base import Runtime
 from .backends.qemu import QemuRuntime
 from .console import AsyncConsole, Console
-from .errors import PetriError, PetriTimeout, VmGone, VmHalted
+from .errors import NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest, get_guest
 from .halt import Halt, HaltReason
 from .inspect import InspectNode
 from .loop import hop, run_sync, runs_on_runtime_loop
 from .state import StateFacade, StateMixin
 from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .widget import VmView
 
 T = TypeVar("T")
 
@@ -227,6 +230,20 @@ class AsyncVm(StateMixin):
         return await self._call("screenshot", self.runtime.screenshot())
 
     @runs_on_runtime_loop
+    async def send_input(self, events: list[dict[str, Any]]) -> None:
+        """Keyboard/pointer events in QMP ``input-send-event`` form (the live view's input path)."""
+        await self._call("send_input", self.runtime.send_input(events))
+
+    @runs_on_runtime_loop
+    async def send_shutdown(self, kind: str = "poweroff") -> None:
+        """Ask the guest to shut down (ACPI power button); a guest without a handler ignores it."""
+        if kind == "reboot":
+            raise NotSupported("send_shutdown('reboot') needs a guest agent; this VM only has the ACPI power button")
+        if kind != "poweroff":
+            raise PetriError(f"send_shutdown() kind must be 'poweroff' or 'reboot', not {kind!r}")
+        await self._call("send_shutdown", self.runtime.power_button())
+
+    @runs_on_runtime_loop
     async def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
         """The next halt. With ``allow_reset``, guest resets are recorded, the VM is
         restarted and waiting goes on, as in petri."""
@@ -402,6 +419,25 @@ class Vm(StateFacade):
 
     def screenshot(self) -> Image.Image:
         return run_sync(self.aio.screenshot())
+
+    def send_input(self, events: list[dict[str, Any]]) -> None:
+        run_sync(self.aio.send_input(events))
+
+    def send_shutdown(self, kind: str = "poweroff") -> None:
+        run_sync(self.aio.send_shutdown(kind))
+
+    def view(self) -> VmView:
+        """The live view widget (one per Vm, shared by every display of it)."""
+        from .widget import VmView
+
+        if getattr(self, "_view", None) is None or self._view._closed:
+            self._view = VmView(self)
+        return self._view
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.view())
 
     def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
         return run_sync(self.aio.wait_for_halt(allow_reset, timeout))

@@ -75,6 +75,14 @@ class Runtime(abc.ABC):
         such as ``duration_s`` and ``round_trips``."""
         raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
 
+    async def send_input(self, events: list[dict[str, Any]]) -> None:
+        """Inject keyboard/pointer events (QMP ``input-send-event`` shape) for the live view."""
+        raise NotSupported(f"send_input() is not implemented by the {self.backend_name} backend")
+
+    async def power_button(self) -> None:
+        """Press the (ACPI) power button; the guest decides whether to power off."""
+        raise NotSupported(f"power_button() is not implemented by the {self.backend_name} backend")
+
     # Calls that only an OpenHCL paravisor has. QEMU runs no paravisor, so the
     # default says so instead of pretending.
     def _no_paravisor(self, call: str) -> NotSupported:

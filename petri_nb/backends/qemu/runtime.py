@@ -161,7 +161,7 @@ class QemuRuntime(Runtime):
         try:
             return await self.qmp.execute(cmd, args)
         except ExecuteError as e:
-            raise PetriError(f"QEMU refused {cmd}: {e.error.desc}") from e
+            raise PetriError(f"QEMU refused {cmd}: {e}") from e
 
     async def reset(self) -> None:
         # Guest resets are halts (-action reboot=shutdown), so a host reset switches
@@ -219,6 +219,12 @@ class QemuRuntime(Runtime):
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)
+
+    async def send_input(self, events: list[dict[str, Any]]) -> None:
+        await self._execute("input-send-event", {"events": events})
+
+    async def power_button(self) -> None:
+        await self._execute("system_powerdown")
 
     # -- teardown ------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""VmView: the live view of a VM in a notebook (anywidget; front end in ``widgets/vmview.js``).
+
+The widget is a thin bridge: frames come from a ``FramePump`` on the runtime loop
+and go out as binary message buffers; browser input and button presses are turned
+into ``AsyncVm`` calls on the runtime loop (so they are raced and on the timeline).
+Status text that the guest can influence (halt detail, console line) travels as
+plain trait strings and the front end renders it with ``textContent`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from .keymap import qcode
+from .loop import runtime_loop
+from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump
+
+if TYPE_CHECKING:
+    from .vm import AsyncVm, Vm
+
+#: Longest console line shown in the status bar.
+CONSOLE_SNIPPET = 160
+ACTIONS = ("reset", "pause", "resume", "poweroff")
+
+
+def _asset(name: str) -> Path:
+    """Front-end files ship as package ``petri_nb.widgets`` (mapped from the top-level ``widgets/``)."""
+    try:
+        path = Path(str(resources.files("petri_nb.widgets") / name))
+        if path.is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "widgets" / name  # source checkout
+
+
+class VmView(anywidget.AnyWidget):
+    """Live framebuffer, keyboard/mouse input, status bar and control buttons for one VM."""
+
+    _esm = _asset("vmview.js")
+    _css = _asset("vmview.css")
+
+    vm_name = traitlets.Unicode("").tag(sync=True)
+    state = traitlets.Unicode("").tag(sync=True)
+    halt_reason = traitlets.Unicode("").tag(sync=True)
+    halt_detail = traitlets.Unicode("").tag(sync=True)
+    console_line = traitlets.Unicode("").tag(sync=True)
+    #: Epoch seconds of the launch; the browser counts uptime itself (no traffic while static).
+    launched_at = traitlets.Float(0.0).tag(sync=True)
+    stopped_at = traitlets.Float(0.0).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, vm: Vm | AsyncVm, *, fps: float = DEFAULT_FPS, max_in_flight: int = MAX_IN_FLIGHT,
+                 ack_timeout: float = ACK_TIMEOUT, **kwargs: Any) -> None:
+        aio: AsyncVm = getattr(vm, "aio", vm)
+        super().__init__(vm_name=aio.name, launched_at=time.time() - aio.uptime, **kwargs)
+        self.vm = aio
+        self._closed = False
+        self._input_lock: asyncio.Lock | None = None
+        self._buttons = 0
+        self.pump = FramePump(aio.runtime.screenshot, self._send_frame, fps=fps, max_in_flight=max_in_flight,
+                              ack_timeout=ack_timeout, alive=self._alive,
+                              on_tick=self._sync_status)
+        self.on_msg(self._on_msg)
+        self._sync_status()
+        self.pump.start()
+
+    # -- runtime loop side -----------------------------------------------------
+
+    def _alive(self) -> bool:
+        if self._closed or self.vm.state in ("torn down", "gone"):
+            self._sync_status()
+            if not self.stopped_at:
+                self.stopped_at = time.time()
+            return False
+        return True
+
+    def _send_frame(self, meta: dict[str, Any], data: bytes) -> None:
+        self.send(meta, buffers=[data])
+
+    def _sync_status(self) -> None:
+        vm = self.vm
+        halt = vm.last_halt
+        lines = vm.console.text.rstrip("\r\n").rsplit("\n", 1)
+        # Traitlets only sends values that changed, so a static VM costs nothing here.
+        self.state = vm.state
+        self.halt_reason = halt.reason.name if halt else ""
+        self.halt_detail = halt.detail if halt else ""
+        self.console_line = lines[-1].strip("\r")[-CONSOLE_SNIPPET:]
+
+    # -- kernel side: messages from the browser ----------------------------------
+
+    def _on_msg(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "ack" and isinstance(content.get("seq"), int):
+            self.pump.ack(content["seq"])
+        elif kind == "ready":
+            self.pump.resend()
+        elif kind == "key" and isinstance(content.get("code"), str):
+            key = qcode(content["code"])
+            if key is not None:
+                self._input([{"type": "key", "data": {"down": bool(content.get("down")),
+                                                      "key": {"type": "qcode", "data": key}}}])
+        elif kind == "pointer":
+            self._pointer(content)
+        elif kind == "action" and content.get("action") in ACTIONS:
+            self._submit(self._action(content["action"]))
+
+    def _pointer(self, content: dict[str, Any]) -> None:
+        try:
+            x = min(max(float(content["x"]), 0.0), 1.0)
+            y = min(max(float(content["y"]), 0.0), 1.0)
+            buttons = int(content.get("buttons", 0))
+        except (KeyError, TypeError, ValueError):
+            return
+        events: list[dict[str, Any]] = [
+            {"type": "abs", "data": {"axis": "x", "value": round(x * 0x7FFF)}},
+            {"type": "abs", "data": {"axis": "y", "value": round(y * 0x7FFF)}},
+        ]
+        for bit, name in ((1, "left"), (2, "right"), (4, "middle")):
+            if (buttons ^ self._buttons) & bit:
+                events.append({"type": "btn", "data": {"down": bool(buttons & bit), "button": name}})
+        self._buttons = buttons
+        self._input(events)
+
+    def _input(self, events: list[dict[str, Any]]) -> None:
+        async def send() -> None:
+            if self._input_lock is None:
+                self._input_lock = asyncio.Lock()
+            async with self._input_lock:  # FIFO: key presses reach the guest in order
+                await self.vm.send_input(events)
+
+        self._submit(send())
+
+    async def _action(self, action: str) -> None:
+        if action == "poweroff":
+            await self.vm.send_shutdown("poweroff")
+        else:
+            await getattr(self.vm, action)()
+
+    def _submit(self, coro: Any) -> None:
+        fut = asyncio.run_coroutine_threadsafe(coro, runtime_loop())
+        fut.add_done_callback(self._report)
+
+    def _report(self, fut: concurrent.futures.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        self.error = f"{type(exc).__name__}: {exc}" if exc else ""
+
+    def close(self) -> None:
+        self._closed = True
+        self.pump.stop()
+        super().close()
