@@ -52,6 +52,7 @@ class QemuRuntime(Runtime):
         self._screen_lock = asyncio.Lock()
         self._host_reset = asyncio.Event()
         self._guest_reset = asyncio.Event()
+        self._console_seen = asyncio.Event()
         self._cpu_log_offset = 0
         self.mapper = HaltMapper(self._read_cpu_log)
 
@@ -119,6 +120,7 @@ class QemuRuntime(Runtime):
     async def _pump_console(self, reader: asyncio.StreamReader) -> None:
         assert self._sink is not None
         while chunk := await reader.read(65536):
+            self._console_seen.set()
             self._sink.console_data(chunk)
 
     async def _pump_events(self) -> None:
@@ -178,6 +180,11 @@ class QemuRuntime(Runtime):
                 await self._execute("cont")
             with contextlib.suppress(PetriTimeout):
                 await self._wait_event(self._guest_reset, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
+                # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
+                # late, even mid-POST, which starts another hard reboot. Only the guest's own
+                # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
+                self._console_seen.clear()
+                await self._wait_event(self._console_seen, "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
         finally:
             await self._execute("set-action", {"reboot": "shutdown"})
         self.mapper.restarted()
