@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from . import persist
+from .agent import Agent, AsyncAgent, agent_for
 from .backends.base import Runtime
 from .backends.qemu import QemuRuntime
 from .console import AsyncConsole, Console
@@ -46,6 +47,8 @@ HALT_GRACE = 0.25
 #: Default bound on control calls (pause, reset, screenshot...): QEMU answers in
 #: milliseconds, so this only fires when QEMU is wedged.
 CONTROL_TIMEOUT = 30.0
+#: Default wait for a guest agent: a Linux guest under TCG boots in ~10 s.
+AGENT_TIMEOUT = 120.0
 #: Bound on one inspect() (a full /machine walk is thousands of QMP round trips).
 INSPECT_TIMEOUT = 120.0
 
@@ -244,6 +247,26 @@ class AsyncVm(StateMixin):
         await self._call("send_shutdown", self.runtime.power_button())
 
     @runs_on_runtime_loop
+    async def wait_for_agent(self, timeout: float = AGENT_TIMEOUT) -> AsyncAgent:
+        """The guest agent, once it answers (petri_nb.agent); AgentError if the guest has none."""
+        return await agent_for(self, timeout)
+
+    @runs_on_runtime_loop
+    async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        """Hot-plug ``kind`` ("virtio-blk" with a scratch or given image, "virtio-net") into a root port."""
+        info = await self._call("add_pcie_device", self.runtime.add_pcie_device(kind, port, **options))
+        self._record("runtime", "pcie plugged", f"{info['kind']} {info['id']} on {info['port']}", info)
+        return info
+
+    @runs_on_runtime_loop
+    async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
+        """Hot-unplug the device in ``port``; returns once the guest has let it go."""
+        info = await self._call("remove_pcie_device", self.runtime.remove_pcie_device(port, timeout), halts=True,
+                                timeout=None)
+        self._record("runtime", "pcie unplugged", f"{info['kind']} {info['id']} from {info['port']}", info)
+        return info
+
+    @runs_on_runtime_loop
     async def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
         """The next halt. With ``allow_reset``, guest resets are recorded, the VM is
         restarted and waiting goes on, as in petri."""
@@ -438,6 +461,15 @@ class Vm(StateFacade):
         from IPython.display import display
 
         display(self.view())
+
+    def wait_for_agent(self, timeout: float = AGENT_TIMEOUT) -> Agent:
+        return Agent(run_sync(self.aio.wait_for_agent(timeout)))
+
+    def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        return run_sync(self.aio.add_pcie_device(kind, port, **options))
+
+    def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
+        return run_sync(self.aio.remove_pcie_device(port, timeout))
 
     def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
         return run_sync(self.aio.wait_for_halt(allow_reset, timeout))

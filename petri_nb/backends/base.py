@@ -8,11 +8,12 @@ facade) is written once in ``petri_nb.vm`` and works for any backend.
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Any, Protocol
 
 from PIL import Image
 
-from ..errors import NotSupported
+from ..errors import AgentError, NotSupported
 from ..halt import Halt
 from ..inspect import InspectNode
 
@@ -82,6 +83,18 @@ class Runtime(abc.ABC):
     async def power_button(self) -> None:
         """Press the (ACPI) power button; the guest decides whether to power off."""
         raise NotSupported(f"power_button() is not implemented by the {self.backend_name} backend")
+
+    async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to the guest agent's port (see petri_nb.agent)."""
+        raise AgentError(f"the {self.backend_name} backend has no guest agent channel")
+
+    async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        """Hot-plug a device into a free PCIe slot; returns what was plugged where."""
+        raise NotSupported(f"add_pcie_device() is not implemented by the {self.backend_name} backend")
+
+    async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
+        """Hot-unplug the device in ``port``, waiting for the guest to release it."""
+        raise NotSupported(f"remove_pcie_device() is not implemented by the {self.backend_name} backend")
 
     # Calls that only an OpenHCL paravisor has. QEMU runs no paravisor, so the
     # default says so instead of pretending.

@@ -27,9 +27,10 @@ class Guest:
 
 
 def _registry() -> dict[str, Guest]:
+    from .linux import LINUX
     from .tmk import TMK
 
-    return {g.name: g for g in (TMK,)}
+    return {g.name: g for g in (TMK, LINUX)}
 
 
 def get_guest(name: str) -> Guest:

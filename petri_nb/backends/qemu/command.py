@@ -87,5 +87,6 @@ def build_command(config: QemuConfig, rundir: Path, accel: str) -> list[str]:
     # -d cpu_reset; KVM reports a shutdown exit (reason 8) in the kvm_run_exit trace.
     argv += ["-D", str(rundir / "cpu.log")]
     argv += ["-d", "cpu_reset"] if accel == "tcg" else ["-trace", "kvm_run_exit"]
-    argv += list(config.extra_args)
+    # "{rundir}" in extra args names the VM's private run dir (e.g. a guest's agent socket).
+    argv += [arg.replace("{rundir}", str(rundir)) for arg in config.extra_args]
     return argv

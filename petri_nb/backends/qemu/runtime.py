@@ -13,12 +13,13 @@ from typing import Any
 from PIL import Image
 from qemu.qmp import ExecuteError, QMPClient
 
-from ...errors import LaunchError, PetriError, PetriTimeout
+from ...errors import AgentError, LaunchError, PetriError, PetriTimeout
 from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
+from .hotplug import PcieHotplug
 from .inspect import QmpInspector
 from .process import QemuProcess
 from .screen import screendump
@@ -55,6 +56,7 @@ class QemuRuntime(Runtime):
         self._console_seen = asyncio.Event()
         self._cpu_log_offset = 0
         self.mapper = HaltMapper(self._read_cpu_log)
+        self.hotplug = PcieHotplug(self)
 
     # -- start ------------------------------------------------------------
 
@@ -232,6 +234,22 @@ class QemuRuntime(Runtime):
 
     async def power_button(self) -> None:
         await self._execute("system_powerdown")
+
+    async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # The guest's config adds the port (guests/linux agent_args); QEMU listens in our run dir.
+        path = self.rundir / "agent.sock" if self.rundir else None
+        if path is None or not path.exists():
+            raise AgentError(f"VM {self.name} has no guest agent: its guest was launched without an agent port")
+        try:
+            return await asyncio.open_unix_connection(str(path))
+        except OSError as e:
+            raise AgentError(f"cannot connect to the guest agent socket: {e}") from e
+
+    async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        return await self.hotplug.add(kind, port, **options)
+
+    async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
+        return await self.hotplug.remove(port, **({} if timeout is None else {"timeout": timeout}))
 
     # -- teardown ------------------------------------------------------------
 
