@@ -174,3 +174,24 @@ def test_send_shutdown_rejects_unknown_kinds(vm: petri_nb.Vm):
         vm.send_shutdown("explode")
     with pytest.raises(petri_nb.PetriError, match="agent"):
         vm.send_shutdown("reboot")  # tmk has no agent and no ACPI reboot button exists
+
+
+def test_gfx_mode_changes_the_resolution_and_animates_and_text_mode_comes_back(vm: petri_nb.Vm, view: VmView):
+    browser = Browser(view)
+    wait_until(lambda: browser.frames, what="the first frame")
+    assert (browser.frames[-1][0]["width"], browser.frames[-1][0]["height"]) == (720, 400)
+    browser.ack_all()
+    vm.console.write("gfx\n")
+    vm.console.expect("tmk: gfx 1024x768")
+
+    def animated_frames() -> int:
+        browser.ack_all()
+        return sum(1 for meta, _ in browser.frames if (meta["width"], meta["height"]) == (1024, 768))
+
+    wait_until(lambda: animated_frames() >= 5, what="five frames of the gfx animation")
+    vm.console.write("echo still listening\n")  # commands still work between animation frames
+    vm.console.expect("still listening")
+    vm.console.write("text\n")
+    vm.console.expect("tmk: text")
+    wait_until(lambda: (browser.ack_all(), browser.frames[-1][0]["width"] == 720)[1], what="a text-mode frame")
+    assert browser.image().tobytes() == vm.screenshot().tobytes()

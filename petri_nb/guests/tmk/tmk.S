@@ -7,10 +7,12 @@
  * halt in a known way, so the runtime's halt mapping can be tested for real.
  *
  * Commands: poweroff reset triplefault panic hibernate hang count
- *           draw N  echo TEXT
+ *           draw N  echo TEXT  gfx  text
  *
  * The CPU idles in hlt between inputs (COM1 and keyboard interrupts wake it),
- * so many tmk VMs can run side by side under TCG.
+ * so many tmk VMs can run side by side under TCG. In gfx mode (Bochs VBE
+ * 1024x768x32, for measuring the live view on a big changing screen) the PIT
+ * wakes it 60 times a second to draw the next animation frame.
  */
     .intel_syntax noprefix
     .code32
@@ -26,6 +28,17 @@
     .set PVPANIC, 0x505
     .set LINE_MAX, 120
     .set KEYMAP_LEN, 0x3A       /* scancodes up to space */
+    .set VBE_INDEX, 0x1CE       /* Bochs VBE (QEMU standard VGA) registers */
+    .set VBE_DATA, 0x1CF
+    .set PCI_ADDR, 0xCF8
+    .set PCI_DATA, 0xCFC
+    .set VGA_PCI_ID, 0x11111234 /* device 1111, vendor 1234 */
+    .set GFX_W, 1024
+    .set GFX_H, 768
+    .set GFX_TOP, 128           /* first shown line: keeps VGA text and font memory intact */
+    .set GFX_BG, 0x00203050
+    .set BAR_W, 64
+    .set PIT_DIVISOR, 19886     /* 1193182 Hz / 60 */
 
     .section .multiboot, "a"
     .align 4
@@ -61,7 +74,15 @@ main_loop:
     jnz 2f
     call poll_keyboard
     jnz 3f
-    sti
+    cmp byte ptr [gfx_on], 0
+    je 1f
+    mov eax, [ticks]
+    cmp eax, [drawn_tick]
+    je 1f
+    mov [drawn_tick], eax
+    call gfx_frame
+    jmp main_loop
+1:  sti
     hlt
     jmp main_loop
 2:  call line_char
@@ -269,6 +290,217 @@ draw:
     jb 1b
     ret
 
+/* ---- graphics (Bochs VBE) --------------------------------------------- */
+
+vbe_write:                      /* register AX <- BX */
+    mov dx, VBE_INDEX
+    out dx, ax
+    mov dx, VBE_DATA
+    mov ax, bx
+    out dx, ax
+    ret
+
+pci_read:                       /* EAX = dword at config address EAX */
+    mov dx, PCI_ADDR
+    out dx, eax
+    mov dx, PCI_DATA
+    in eax, dx
+    ret
+
+find_lfb:                       /* EAX = BAR 0 of the standard VGA on bus 0, or 0 */
+    xor ecx, ecx
+1:  mov eax, ecx
+    shl eax, 11
+    or eax, 0x80000000
+    call pci_read
+    cmp eax, VGA_PCI_ID
+    je 2f
+    inc ecx
+    cmp ecx, 32
+    jb 1b
+    xor eax, eax
+    ret
+2:  mov eax, ecx
+    shl eax, 11
+    or eax, 0x80000010
+    call pci_read
+    and eax, 0xFFFFFFF0
+    ret
+
+cmd_gfx:
+    call find_lfb
+    test eax, eax
+    jz 9f
+    add eax, GFX_TOP * GFX_W * 4
+    mov [gfx_fb], eax
+    mov ax, 4
+    xor bx, bx
+    call vbe_write              /* disable while changing the mode */
+    mov ax, 1
+    mov bx, GFX_W
+    call vbe_write
+    mov ax, 2
+    mov bx, GFX_H
+    call vbe_write
+    mov ax, 3
+    mov bx, 32
+    call vbe_write
+    mov ax, 4
+    mov bx, 0xC1                /* enabled, linear framebuffer, keep memory */
+    call vbe_write
+    mov ax, 9
+    mov bx, GFX_TOP
+    call vbe_write              /* Y offset */
+    mov edi, [gfx_fb]
+    mov ecx, GFX_W * GFX_H
+    mov eax, GFX_BG
+    rep stosd
+    mov dword ptr [frame], 0
+    mov dword ptr [bar_x], 0
+    mov al, 0x34
+    out 0x43, al                /* PIT channel 0, rate generator */
+    mov al, PIT_DIVISOR & 0xFF
+    out 0x40, al
+    mov al, PIT_DIVISOR >> 8
+    out 0x40, al
+    mov al, 0xEC                /* unmask IRQ0 too */
+    out 0x21, al
+    mov byte ptr [gfx_on], 1
+    mov esi, offset msg_gfx
+    jmp puts
+9:  mov esi, offset msg_novga
+    jmp puts
+
+cmd_text:
+    mov al, 0xED                /* mask IRQ0 again */
+    out 0x21, al
+    mov byte ptr [gfx_on], 0
+    mov ax, 4
+    xor bx, bx
+    call vbe_write
+    call vga_mode3              /* VBE left the VGA registers in graphics mode */
+    call screen_banner
+    mov esi, offset msg_text
+    jmp puts
+
+vga_mode3:                      /* program the standard 80x25 text mode registers */
+    mov esi, offset mode3_regs
+    mov dx, 0x3C2
+    lodsb
+    out dx, al                  /* miscellaneous output */
+    xor ecx, ecx
+1:  mov dx, 0x3C4
+    mov al, cl
+    out dx, al
+    inc dx
+    lodsb
+    out dx, al
+    inc ecx
+    cmp ecx, 5
+    jb 1b
+    mov dx, 0x3D4
+    mov al, 0x11
+    out dx, al
+    inc dx
+    in al, dx
+    and al, 0x7F
+    out dx, al                  /* unlock CRTC registers 0-7 */
+    xor ecx, ecx
+2:  mov dx, 0x3D4
+    mov al, cl
+    out dx, al
+    inc dx
+    lodsb
+    out dx, al
+    inc ecx
+    cmp ecx, 25
+    jb 2b
+    xor ecx, ecx
+3:  mov dx, 0x3CE
+    mov al, cl
+    out dx, al
+    inc dx
+    lodsb
+    out dx, al
+    inc ecx
+    cmp ecx, 9
+    jb 3b
+    xor ecx, ecx
+4:  mov dx, 0x3DA
+    in al, dx                   /* reset the attribute flip-flop */
+    mov dx, 0x3C0
+    mov al, cl
+    out dx, al
+    lodsb
+    out dx, al
+    inc ecx
+    cmp ecx, 21
+    jb 4b
+    mov dx, 0x3DA
+    in al, dx
+    mov dx, 0x3C0
+    mov al, 0x20
+    out dx, al                  /* palette done: video on */
+    ret
+
+/* One animation frame: a bar sweeping right and the frame number in binary. */
+gfx_frame:
+    inc dword ptr [frame]
+    mov eax, GFX_BG
+    mov ebx, [bar_x]
+    call fill_bar
+    mov eax, [frame]
+    shl eax, 3
+    xor edx, edx
+    mov ecx, GFX_W - BAR_W
+    div ecx
+    mov [bar_x], edx
+    mov ebx, edx
+    mov eax, [frame]
+    imul eax, eax, 0x00050301
+    or eax, 0x00808080
+    call fill_bar
+    xor ebx, ebx                /* bit index, most significant first */
+1:  mov eax, 0x00303030
+    mov ecx, 31
+    sub ecx, ebx
+    mov edx, [frame]
+    bt edx, ecx
+    jnc 2f
+    mov eax, 0x00FFFFFF
+2:  call fill_square
+    inc ebx
+    cmp ebx, 32
+    jb 1b
+    ret
+
+fill_bar:                       /* EAX colour, EBX x: a BAR_W wide full-height column */
+    mov edi, [gfx_fb]
+    lea edi, [edi + ebx * 4]
+    mov edx, GFX_H
+1:  mov ecx, BAR_W
+    push edi
+    rep stosd
+    pop edi
+    add edi, GFX_W * 4
+    dec edx
+    jnz 1b
+    ret
+
+fill_square:                    /* EAX colour, EBX index: 16x16 at (16 + 24 * index, 16) */
+    imul edi, ebx, 24 * 4
+    add edi, [gfx_fb]
+    add edi, (16 * GFX_W + 16) * 4
+    mov edx, 16
+1:  mov ecx, 16
+    push edi
+    rep stosd
+    pop edi
+    add edi, GFX_W * 4
+    dec edx
+    jnz 1b
+    ret
+
 /* ---- command line ----------------------------------------------------- */
 
 line_char:                      /* AL: one input character */
@@ -334,6 +566,8 @@ run_command:
     command w_count, cmd_count
     command w_draw, cmd_draw
     command w_echo, cmd_echo
+    command w_gfx, cmd_gfx
+    command w_text, cmd_text
     mov esi, offset msg_unknown
     jmp puts
 
@@ -439,6 +673,10 @@ idt_init:                       /* 48 gates: exceptions, then the 16 IRQs */
     inc ecx
     cmp ecx, 48
     jb 1b
+    mov eax, offset irq_timer
+    mov [idt + 0x20 * 8], ax
+    shr eax, 16
+    mov [idt + 0x20 * 8 + 6], ax
     lidt [idt_desc]
     ret
 
@@ -450,6 +688,9 @@ irq_slave:
     pop eax
     iret
 
+irq_timer:                      /* IRQ0: count ticks for the gfx animation */
+    inc dword ptr [ticks]
+    /* fall through to the EOI */
 irq_master:
     push eax
     mov al, 0x20
@@ -480,6 +721,16 @@ null_idt:
     .word 0
     .long 0
 
+/* VGA mode 3 (80x25 text): misc, sequencer, CRTC (0x11 unlocked), graphics, attribute. */
+mode3_regs:
+    .byte 0x67
+    .byte 0x03, 0x00, 0x03, 0x00, 0x02
+    .byte 0x5F, 0x4F, 0x50, 0x82, 0x55, 0x81, 0xBF, 0x1F, 0x00, 0x4F, 0x0D, 0x0E, 0x00, 0x00, 0x00, 0x50
+    .byte 0x9C, 0x0E, 0x8F, 0x28, 0x1F, 0x96, 0xB9, 0xA3, 0xFF
+    .byte 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x0E, 0x00, 0xFF
+    .byte 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x14, 0x07, 0x38, 0x39, 0x3A, 0x3B, 0x3C, 0x3D, 0x3E, 0x3F
+    .byte 0x0C, 0x00, 0x0F, 0x08, 0x00
+
 /* Scancode set 1 to ASCII, unshifted US layout. */
 keymap:
     .byte 0, 0
@@ -504,6 +755,9 @@ msg_hang:        .asciz "tmk: hang\n"
 msg_count:       .asciz "count="
 msg_drawn:       .asciz "drawn "
 msg_exception:   .asciz "tmk: unexpected exception\n"
+msg_gfx:         .asciz "tmk: gfx 1024x768\n"
+msg_novga:       .asciz "tmk: no standard VGA\n"
+msg_text:        .asciz "tmk: text\n"
 w_poweroff:      .asciz "poweroff"
 w_reset:         .asciz "reset"
 w_triplefault:   .asciz "triplefault"
@@ -513,12 +767,20 @@ w_hang:          .asciz "hang"
 w_count:         .asciz "count"
 w_draw:          .asciz "draw"
 w_echo:          .asciz "echo"
+w_gfx:           .asciz "gfx"
+w_text:          .asciz "text"
 
     .data
     .align 4
 counter:  .long 0
 line_len: .long 0
 echo_col: .long 0
+ticks:    .long 0
+drawn_tick: .long 0
+frame:    .long 0
+bar_x:    .long 0
+gfx_fb:   .long 0
+gfx_on:   .byte 0
 
     .bss
     .align 16
