@@ -5,8 +5,11 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .vm import AsyncVm, Vm, launch, launch_async
@@ -17,6 +20,7 @@ __all__ = [
     "Halt",
     "HaltReason",
     "InspectNode",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -25,8 +29,11 @@ __all__ = [
     "VmGone",
     "VmHalted",
     "inspect_diff",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
     "plot",
     "read_timelines",
 ]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": "^"}
 SOURCE_COLORS = {"qmp": "tab:blue", "runtime": "tab:gray", "console": "tab:green", "inspect": "tab:purple",
                  "agent": "tab:olive"}
+#: Sources sit above/below the lane centre (where halts are), so events at one instant stay visible.
+OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3}
 REASON_COLORS = {"POWER_OFF": "tab:blue", "RESET": "tab:orange", "HIBERNATE": "tab:cyan",
                  "TRIPLE_FAULT": "tab:red", "PANIC": "darkred", "OTHER": "tab:brown"}
 
@@ -53,7 +55,7 @@ def _lanes(df: pd.DataFrame) -> tuple[pd.Series, list[str]]:
 
 
 def timeline(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Swimlanes, one per VM run: a marker per event (shape by source), halts as coloured bars by reason."""
+    """Swimlanes, one per VM run: a marker per event (shape by source), halts as big crosses coloured by reason."""
     df = _check(df, {"vm", "run", "t", "source", "reason"})
     label, order = _lanes(df)
     ax = _axes(ax, (10, 1.2 + 0.6 * max(1, len(order))))
@@ -62,14 +64,14 @@ def timeline(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     for src, marker in MARKERS.items():
         sel = source == src
         if sel.any():
-            ax.scatter(df["t"][sel], y[sel], marker=marker, s=30 if marker != "|" else 60,
-                       color=SOURCE_COLORS[src], alpha=0.7, label=src, zorder=2)
+            ax.scatter(df["t"][sel], y[sel] + OFFSETS[src], marker=marker, s=30 if marker != "|" else 150,
+                       linewidths=2 if marker == "|" else None, color=SOURCE_COLORS[src], alpha=0.7, label=src,
+                       zorder=2)
     halts = df[source == "halt"]
     for reason, rows in halts.groupby(halts["reason"].fillna("OTHER").astype(str), sort=True):
         ys = y[rows.index]
         ax.scatter(rows["t"], ys, marker="X", s=140, color=REASON_COLORS.get(reason, "black"),
                    edgecolors="black", linewidths=0.5, label=f"halt: {reason}", zorder=3)
-        ax.vlines(rows["t"], ys - 0.35, ys + 0.35, color=REASON_COLORS.get(reason, "black"), linewidth=2, zorder=1)
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set_xlabel("seconds since launch")
@@ -92,6 +94,9 @@ def halt_reasons(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     else:
         counts.plot.bar(stacked=True, ax=ax, color=[REASON_COLORS.get(c, "black") for c in counts.columns], rot=0)
         ax.legend(title="reason", fontsize="small", frameon=False)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("run")
     ax.set_ylabel("halts")
     ax.set_title("Halt reasons per run")
@@ -114,6 +119,7 @@ def call_durations(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.scatter([med[k] for k in kinds], range(len(kinds)), marker="D", color="tab:red", s=25, label="median",
                    zorder=3)
         ax.set_yticks(range(len(kinds)), kinds)
+        ax.invert_yaxis()  # alphabetical from the top
         if (ms > 0).all() and ms.max() / max(ms.min(), 1e-9) > 100:
             ax.set_xscale("log")
         ax.legend(fontsize="small", frameon=False)
