@@ -31,7 +31,7 @@ from . import persist
 from .backends.base import Runtime
 from .backends.qemu import QemuRuntime
 from .console import AsyncConsole, Console
-from .errors import NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
+from .errors import PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest, get_guest
 from .halt import Halt, HaltReason
 from .inspect import InspectNode
@@ -247,7 +247,10 @@ class AsyncVm(StateMixin):
     async def send_shutdown(self, kind: str = "poweroff") -> None:
         """Ask the guest to shut down (ACPI power button); a guest without a handler ignores it."""
         if kind == "reboot":
-            raise NotSupported("send_shutdown('reboot') needs a guest agent; this VM only has the ACPI power button")
+            # No ACPI reboot button exists: ask the guest agent (AgentError on a VM without one).
+            agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+            await agent.reboot()
+            return
         if kind != "poweroff":
             raise PetriError(f"send_shutdown() kind must be 'poweroff' or 'reboot', not {kind!r}")
         await self._call("send_shutdown", self.runtime.power_button())
