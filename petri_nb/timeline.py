@@ -55,7 +55,8 @@ class Event(NamedTuple):
     kind: str
     reason: str | None
     detail: str
-    data: str
+    #: The payload as given; turned into JSON text only when a frame is built.
+    data: Any
 
 
 class Spill(Protocol):
@@ -118,10 +119,13 @@ class Timeline:
         reason: str | None = None,
         t: float | None = None,
     ) -> Event | None:
+        """Append one row. ``data`` is serialised to JSON only when a frame is built
+        (that keeps recording off the call path's critical cost), so pass an object
+        that is not mutated afterwards (QMP event payloads and fresh dicts are fine)."""
         if not self.enabled:
             return None
         t = self.now() if t is None else t
-        event = Event(t, self.started_wall + t, source, kind, reason, detail, _to_json(data))
+        event = Event(t, self.started_wall + t, source, kind, reason, detail, data)
         self.events.append(event)
         if len(self.events) > self.limit:
             self._make_room()
@@ -221,7 +225,7 @@ def events_frame(vm: str, run: str, events: list[Event]) -> pd.DataFrame:
             "kind": _strings(kind),
             "reason": _strings(reason),
             "detail": _strings(detail),
-            "data": _strings(data),
+            "data": _strings([d if d.__class__ is str else _to_json(d) for d in data]),
         },
         columns=list(COLUMNS),
     )

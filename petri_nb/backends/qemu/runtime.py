@@ -17,10 +17,12 @@ from ...errors import AgentError, LaunchError, PetriError, PetriTimeout
 from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ...inspect import InspectNode
+from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
+from .inspect import QmpInspector
 from .inspect import QmpInspector
 from .inspect import QmpInspector
 from .hotplug import PcieHotplug
@@ -254,6 +256,9 @@ class QemuRuntime(Runtime):
 
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
         return await self.hotplug.remove(port, **({} if timeout is None else {"timeout": timeout}))
+
+    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
+        return await QmpInspector(self.qmp, self.accel).inspect(path)
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)
