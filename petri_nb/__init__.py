@@ -7,6 +7,7 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 from . import plot
 from . import plot
 from . import plot
+from .debug import BreakpointHit
 from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
@@ -23,6 +24,7 @@ from .vm import AsyncVm, Vm, launch, launch_async
 __all__ = [
     "AgentError",
     "AsyncVm",
+    "BreakpointHit",
     "Halt",
     "HaltReason",
     "InspectNode",

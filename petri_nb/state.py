@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: Generous bound on one save or restore (tmk takes well under a second).
 STATE_TIMEOUT = 120.0
-_TMK_COUNT = re.compile(r"count=(\d+)")
+_TMK_COUNT = re.compile(r"count=(\d+)\r?\n")
 
 
 @dataclass(frozen=True)

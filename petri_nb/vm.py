@@ -45,6 +45,7 @@ from .inspect import InspectNode
 from .inspect import InspectNode
 from .inspect import InspectNode
 from .loop import hop, run_sync, runs_on_runtime_loop
+from .debug import BreakpointHit, DebugFacade, DebugMixin
 from .state import StateFacade, StateMixin
 from .timeline import Timeline
 
@@ -88,7 +89,7 @@ def _claim_name(name: str | None, guest: str) -> str:
         return name
 
 
-class AsyncVm(StateMixin):
+class AsyncVm(StateMixin, DebugMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
@@ -183,6 +184,7 @@ class AsyncVm(StateMixin):
         watchers = {asyncio.ensure_future(self._gone.wait())}
         if halts:
             watchers.add(asyncio.ensure_future(self._halt_signal.wait()))
+            watchers.add(asyncio.ensure_future(self._breakpoint_event().wait()))
         try:
             done, _ = await asyncio.wait({task, *watchers}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if task not in done and done:
@@ -201,6 +203,8 @@ class AsyncVm(StateMixin):
                 raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
             if halts and self._pending:
                 raise VmHalted(self._pending[0], f"{name}()")
+            if halts and (stop := self._breakpoint_stop()):
+                raise BreakpointHit(stop, f"{name}()")
             raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}")
         finally:
             for fut in (task, *watchers):
@@ -467,7 +471,7 @@ async def launch_async(guest: str = "tmk", *, name: str | None = None, accel: st
     return await hop(_launch(guest, name, accel, **options))
 
 
-class Vm(StateFacade):
+class Vm(StateFacade, DebugFacade):
     """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view."""
 
     def __init__(self, aio: AsyncVm) -> None:

@@ -12,7 +12,7 @@ from conftest import wait_until
 import petri_nb
 from petri_nb import HaltReason, PetriError
 
-COUNT = re.compile(r"count=(\d+)")
+COUNT = re.compile(r"count=(\d+)\r?\n")
 
 
 def count(vm: petri_nb.Vm) -> int:

@@ -74,6 +74,30 @@ class Runtime(abc.ABC):
         """Replace the VM's state by ``data`` from save_state(); returns the run state, not resumed."""
         raise NotSupported(f"restore_state() is not implemented by the {self.backend_name} backend")
 
+    # Guest debugging (petri_nb.debug): reads need no debugger, the rest a debug stub.
+    async def registers(self) -> list[Any]:
+        """Every vCPU's registers, as rows with ``cpu``, ``name``, ``value`` and ``text``."""
+        raise NotSupported(f"registers() is not implemented by the {self.backend_name} backend")
+
+    async def read_memory(self, addr: int, size: int, physical: bool = False) -> bytes:
+        raise NotSupported(f"read_memory() is not implemented by the {self.backend_name} backend")
+
+    async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
+        raise NotSupported(f"write_memory() is not implemented by the {self.backend_name} backend")
+
+    async def break_at(self, addr: int) -> None:
+        raise NotSupported(f"break_at() is not implemented by the {self.backend_name} backend")
+
+    async def remove_breakpoint(self, addr: int) -> None:
+        raise NotSupported(f"remove_breakpoint() is not implemented by the {self.backend_name} backend")
+
+    async def step(self) -> int:
+        """One instruction; returns the new program counter."""
+        raise NotSupported(f"step() is not implemented by the {self.backend_name} backend")
+
+    async def continue_(self) -> None:
+        raise NotSupported(f"continue_() is not implemented by the {self.backend_name} backend")
+
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         """The VM's state as a tree (optionally only the branch at ``path``), plus stats
         such as ``duration_s`` and ``round_trips``."""

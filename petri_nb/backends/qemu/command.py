@@ -24,6 +24,9 @@ class QemuConfig:
     cpus: int = 1
     binary: str = "qemu-system-x86_64"
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    #: A gdbstub on a unix socket in the run dir (petri_nb.debug: breakpoints, stepping);
+    #: idle until a debugger connects, so it costs nothing by default.
+    gdb: bool = True
 
 
 def kvm_usable() -> bool:
@@ -87,6 +90,8 @@ def build_command(config: QemuConfig, rundir: Path, accel: str) -> list[str]:
     # -d cpu_reset; KVM reports a shutdown exit (reason 8) in the kvm_run_exit trace.
     argv += ["-D", str(rundir / "cpu.log")]
     argv += ["-d", "cpu_reset"] if accel == "tcg" else ["-trace", "kvm_run_exit"]
+    if config.gdb:
+        argv += ["-gdb", f"unix:{rundir / 'gdb.sock'},server=on,wait=off"]
     # "{rundir}" in extra args names the VM's private run dir (e.g. a guest's agent socket).
     argv += [arg.replace("{rundir}", str(rundir)) for arg in config.extra_args]
     return argv

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from qemu.qmp import ExecuteError, QMPClient
 
 from ...errors import PetriError, PetriTimeout
+from . import gdb
 from .process import QemuProcess
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ async def save(rt: QemuRuntime) -> bytes:
             data = await reading  # QEMU closes its end when migration ends either way
     finally:
         if was_running:
-            await rt._execute("cont")
+            await rt.resume()  # through gdb when it is attached
     return data
 
 
@@ -156,7 +157,7 @@ class _Incoming:
             raise PetriError(f"restore failed while {what}: {self.proc.exit_description()}")
         if task in done:
             exc = task.exception()
-            desc = exc.error.desc if isinstance(exc, ExecuteError) else repr(exc)
+            desc = str(exc) if isinstance(exc, ExecuteError) else repr(exc)
             raise PetriError(f"restore failed while {what}: {desc}")
         raise PetriTimeout(f"restore timed out after {MIGRATE_TIMEOUT:g} s {what}")
 
@@ -212,6 +213,7 @@ async def restore(rt: QemuRuntime, data: bytes) -> str:
     except BaseException:
         await incoming.discard()
         raise
+    await gdb.detach(rt)  # its stub goes with the old QEMU; breakpoints are not part of the state
     await _adopt(rt, incoming)
     return status
 

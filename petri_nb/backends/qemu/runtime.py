@@ -19,7 +19,7 @@ from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ..base import EventSink, Runtime
-from . import migration
+from . import cpu, gdb, migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
 from .inspect import QmpInspector
@@ -211,6 +211,9 @@ class QemuRuntime(Runtime):
         status = await self.status()
         if status in ("shutdown", "guest-panicked", "internal-error"):
             raise PetriError(f"cannot resume: the VM is halted ({status}); reset() it first")
+        if debugger := gdb.attached(self):
+            await debugger.continue_()  # gdb must see the guest run, or it misreads the next stop
+            return
         await self._execute("cont")
 
     async def status(self) -> str:
@@ -231,6 +234,36 @@ class QemuRuntime(Runtime):
 
     async def restore_state(self, data: bytes) -> str:
         return await migration.restore(self, data)
+
+    async def registers(self) -> list[cpu.Register]:
+        return await cpu.registers(self)
+
+    async def read_memory(self, addr: int, size: int, physical: bool = False) -> bytes:
+        return await cpu.read_memory(self, addr, size, physical)
+
+    async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
+        cpu.check_range(addr, len(data))
+        await (await gdb.session(self)).write_memory(addr, data, physical)
+
+    async def break_at(self, addr: int) -> None:
+        await (await gdb.session(self)).break_at(addr)
+
+    async def remove_breakpoint(self, addr: int) -> None:
+        await (await gdb.session(self)).delete(addr)
+
+    async def step(self) -> int:
+        await self._refuse_if_halted("step")
+        stop = await (await gdb.session(self)).step()
+        return int(stop.get("frame", {}).get("addr", "0"), 16)
+
+    async def continue_(self) -> None:
+        await self._refuse_if_halted("continue_")
+        await (await gdb.session(self)).continue_()
+
+    async def _refuse_if_halted(self, call: str) -> None:
+        status = await self.status()
+        if status in ("shutdown", "guest-panicked", "internal-error"):
+            raise PetriError(f"cannot {call}(): the VM is halted ({status}); reset() it first")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)
@@ -272,6 +305,7 @@ class QemuRuntime(Runtime):
         if self._torn_down:
             return
         self._torn_down = True
+        await gdb.detach(self)
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.qmp.execute("quit"), QUIT_GRACE)

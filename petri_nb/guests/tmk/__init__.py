@@ -38,9 +38,10 @@ def tmk_config(
     extra_args: tuple[str, ...] = (),
     kernel: Path = KERNEL,
     binary: str = "qemu-system-x86_64",
+    gdb: bool = True,
 ) -> QemuConfig:
     return QemuConfig(kernel=Path(kernel), accel=accel, memory_mib=memory_mib, cpus=cpus,
-                      extra_args=tuple(extra_args), binary=binary)
+                      extra_args=tuple(extra_args), binary=binary, gdb=gdb)
 
 
 TMK = Guest("tmk", tmk_config, ready=READY, ready_timeout=30.0)
