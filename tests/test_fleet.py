@@ -6,7 +6,10 @@ import concurrent.futures
 import functools
 import os
 import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +68,8 @@ def test_twenty_tmk_runs_on_two_workers_each_report_their_halt_reason(client: Cl
     assert list(out["halt_reason"]) == [CYCLE[i % 5] for i in range(20)]
     assert list(out["value"]) == list(out["halt_reason"])
     assert out["worker"].nunique() == 2
+    with urllib.request.urlopen(result.dashboard, timeout=10) as page:  # the Dask dashboard link works
+        assert page.status == 200
 
     tl = result.timeline
     assert set(tl["run"]) == set(out["run"])
@@ -86,7 +91,7 @@ def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(cli
     markers.mkdir()
     experiment = functools.partial(hangs_on_one_run, str(markers), 3)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(fleet.run, experiment, runs=12, client=client, rundir=tmp_path / "runs",
+        pending = pool.submit(fleet.run, experiment, runs=8, client=client, rundir=tmp_path / "runs",
                               progress=False)
         wait_until((markers / "hanging").exists, timeout=60, what="run 3 to start hanging")
         worker_pid, *qemu_pids = map(int, (markers / "hanging").read_text().split())
@@ -103,18 +108,52 @@ def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(cli
     assert out.loc[3, "status"] == "lost"
     assert "died during the run" in out.loc[3, "error"]
     others = out.drop(index=3)
-    assert list(others["status"]) == ["ok"] * 11
+    assert list(others["status"]) == ["ok"] * 7
     assert list(others["halt_reason"]) == [CYCLE[i % 5] for i in others.index]
     assert out.loc[3, "run"] not in set(result.timeline["run"])
 
     # The killed worker's QEMU died with it (parent-death signal), not orphaned.
-    def gone(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
+    wait_until(lambda: all(_gone(p) for p in qemu_pids), timeout=10, what="the killed worker's QEMU to exit")
 
-    wait_until(lambda: all(gone(p) for p in qemu_pids), timeout=10, what="the killed worker's QEMU to exit")
+
+KILLED_CLIENT = """
+import functools, sys
+sys.path.insert(0, {tests!r})
+from petri_nb import fleet
+from test_fleet import hangs_on_one_run
+if __name__ == "__main__":
+    fleet.run(functools.partial(hangs_on_one_run, {markers!r}, 0), runs=2, rundir={rundir!r}, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_client_process_takes_its_workers_and_their_qemus_with_it(tmp_path: Path):
+    """Like a Jupyter kernel restart (SIGKILL, no cleanup): nothing of the fleet may survive."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = tmp_path / "client.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(KILLED_CLIENT.format(tests=tests, markers=str(markers), rundir=str(tmp_path / "runs")))
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (markers / "hanging").exists() or proc.poll() is not None, timeout=60,
+                   what="the client's fleet to start its hanging run")
+        assert proc.poll() is None, "the client process exited early"
+        worker_pid, *qemu_pids = map(int, (markers / "hanging").read_text().split())
+        fleet_pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert worker_pid in fleet_pids and all(q in fleet_pids for q in qemu_pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_until(lambda: all(_gone(p) for p in fleet_pids), timeout=20,
+               what="the killed client's workers and QEMUs to exit")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_experiment_failures_are_reported_per_run(client: Client, tmp_path: Path):
