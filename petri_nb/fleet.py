@@ -12,6 +12,12 @@ signal tied to the worker's runtime-loop thread). The local cluster is configure
 Dask does not retry such a task elsewhere (``allowed-failures = 0``) and hands a worker
 only the task it is running (``worker-saturation = 1.0``): the run is reported
 ``lost`` with the reason instead of silently re-run or lost with its neighbours.
+
+For the ``%petri fleet`` magic (owned by petri_nb/magics.py): ``%petri fleet NAME -n N
+[--workers W | --address ADDR] [--rundir DIR]`` maps to ``run(NAME, runs=N, client=...,
+rundir=DIR)`` with ``client`` = ``connect(ADDR)``, ``local_client(W)`` (close it after) or
+None; show ``result.outcomes`` and ``result.halt_counts()``. Bad input raises PetriError
+before any cluster starts; ``EXPERIMENTS`` lists the names.
 """
 
 from __future__ import annotations
@@ -173,7 +179,11 @@ def local_client(n_workers: int | None = None) -> Client:
 
 
 def connect(address: str) -> Client:
-    """A Client on an existing cluster; checks that every worker can start QEMU."""
+    """A Client on an existing cluster; checks that every worker can start QEMU.
+
+    The scheduler's own ``distributed.scheduler.allowed-failures`` applies there: start it
+    with 0 to get a dead worker's run reported ``lost`` instead of re-run elsewhere.
+    """
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
