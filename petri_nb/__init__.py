@@ -9,8 +9,11 @@ from . import plot
 from . import plot
 from .debug import BreakpointHit
 from . import plot
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
@@ -31,6 +34,7 @@ __all__ = [
     "InspectNode",
     "InspectNode",
     "InspectNode",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -42,8 +46,11 @@ __all__ = [
     "inspect_diff",
     "inspect_diff",
     "inspect_diff",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
     "plot",
     "read_timelines",
     "plot",

@@ -72,7 +72,9 @@ class InspectNode:
         return root
 
     def _fill(self, data: Any, type: str = "") -> None:
-        if isinstance(data, dict):
+        if isinstance(data, (dict, list)) and not data:  # an empty container is a leaf worth showing
+            self.value, self.type = data, type or type_name(data)
+        elif isinstance(data, dict):
             for k, v in data.items():
                 self.child(str(k))._fill(v)
         elif isinstance(data, list):

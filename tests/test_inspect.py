@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -86,3 +87,28 @@ def test_node_lookup_frame_and_diff_on_a_built_tree():
     assert "<script>" not in a._repr_html_() and "&lt;script&gt;x" in a._repr_html_()
     with pytest.raises(petri_nb.PetriError, match="InspectNode"):
         inspect_diff(a, 42)
+
+
+def test_diff_after_a_pcie_hot_plug_shows_the_new_device():
+    with petri_nb.launch("tmk", extra_args=("-device", "pcie-root-port,id=rp0,chassis=1,bus=pcie.0")) as vm:
+        before = vm.inspect("pci")
+        vm.add_pcie_device("virtio-blk", size_mib=8)
+        diff = inspect_diff(before, vm.inspect("pci"))
+    added = diff[diff["change"] == "added"]
+    qdev = added[added["path"].str.endswith("/qdev_id")]
+    assert len(qdev) == 1
+    device = qdev["path"].iloc[0].rsplit("/", 1)[0]
+    values = added.set_index("path")["after"]
+    assert values[f"{device}/id/vendor"] == str(0x1AF4)  # virtio
+    assert values[f"{device}/class_info/desc"] == "SCSI controller"
+
+
+@pytest.mark.slow  # KVM start-up here takes seconds (nested virtualisation)
+@pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="needs /dev/kvm")
+def test_kvm_statistics_are_in_the_tree_under_kvm():
+    with petri_nb.launch("tmk", accel="kvm") as vm:
+        node = vm.inspect("kvm")
+        assert list(node.children) == ["kvm"]
+        stats = node["kvm"].to_frame()
+        assert (stats["path"].str.startswith("kvm/vm/")).any()
+        assert node["kvm/vcpu/0/exits"].type == "int"

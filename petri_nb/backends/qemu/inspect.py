@@ -56,7 +56,7 @@ class QmpInspector:
         vm, vcpu = await asyncio.gather(
             self._query("query-stats", {"target": "vm"}), self._query("query-stats", {"target": "vcpu"})
         )
-        return {"vm": vm, "vcpu": vcpu}
+        return {"vm": _stats_by_name(vm, per_object=False), "vcpu": _stats_by_name(vcpu, per_object=True)}
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         """The tree from the root; with ``path`` only the branch down to that node is filled."""
@@ -123,3 +123,12 @@ def _prune(root: InspectNode, parts: list[str]) -> None:
         keep = node.children[part]
         node.children = {part: keep}
         node = keep
+
+
+def _stats_by_name(reply: Any, per_object: bool) -> Any:
+    """query-stats gives lists of {name, value} per provider and object; key them by name
+    (vcpus by their position) so paths read ``kvm/vcpu/0/exits`` rather than ``.../stats/7/value``."""
+    if not isinstance(reply, list):
+        return reply  # an error dict
+    results = [{s["name"]: s.get("value") for s in r.get("stats", [])} for r in reply]
+    return dict(enumerate(results)) if per_object or len(results) != 1 else results[0]
