@@ -10,8 +10,11 @@ from . import plot
 from .debug import BreakpointHit
 from . import plot
 from . import plot
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
@@ -35,6 +38,7 @@ __all__ = [
     "InspectNode",
     "InspectNode",
     "InspectNode",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -47,8 +51,11 @@ __all__ = [
     "inspect_diff",
     "inspect_diff",
     "inspect_diff",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
     "plot",
     "read_timelines",
     "plot",
