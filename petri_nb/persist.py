@@ -119,9 +119,9 @@ class RunWriter:
                     write_parquet(frame, self.directory / f"inspect-{snap.seq:04d}.parquet")
                     self._snapshots_written = snap.seq
         except SaveError as e:
-            if self.error is None:
+            first, self.error = self.error is None, e  # set before recording: record() may flush again
+            if first:
                 tl.record("runtime", "save_timeline failed", str(e))
-            self.error = e
             raise
         self.error = None
         return len(rows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 import time
 import uuid
 import warnings
@@ -106,6 +107,8 @@ class Timeline:
     writer: Spill | None = None
     snapshots: collections.deque[Snapshot] = field(default_factory=lambda: collections.deque(maxlen=MAX_SNAPSHOTS))
     snapshot_count: int = 0
+    #: Guards moving rows out of memory against a frame being built on another thread.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -140,6 +143,10 @@ class Timeline:
             except Exception:  # the writer recorded its error; fall back to dropping
                 pass
         on_disk = min(excess, self.flushed) if self.writer is not None else 0
+        with self._lock:
+            self._drop_oldest(excess, on_disk)
+
+    def _drop_oldest(self, excess: int, on_disk: int) -> None:
         if on_disk < excess:
             lost = excess - on_disk
             if self.dropped == 0:
@@ -177,10 +184,11 @@ class Timeline:
 
     def to_frame(self) -> pd.DataFrame:
         """Rows in time order (a call is recorded when it ends, stamped with its start)."""
-        events = list(self.events)  # may be read from another thread while the loop appends
+        with self._lock:  # may run on another thread while the loop appends
+            events, spilled = list(self.events), self.spilled
         frame = events_frame(self.vm, self.run, events)
-        if self.spilled and self.writer is not None:
-            older = self.writer.read_parts().head(self.spilled)  # the rest is still in memory
+        if spilled and self.writer is not None:
+            older = self.writer.read_parts().head(spilled)  # the rest is still in memory
             frame = pd.concat([conform(older), frame], ignore_index=True)
         frame = sort_by_time(frame)
         frame.attrs["dropped_rows"] = self.dropped

@@ -81,3 +81,20 @@ def test_conform_casts_foreign_frames_to_the_schema():
                         "kind": ["STOP"], "detail": [""], "data": [""], "extra": [1]})
     frame = conform(raw)
     assert _dtypes(frame) == EXPECTED and "extra" not in frame and frame["reason"].isna().all()
+
+
+def test_when_the_run_dir_breaks_rows_are_dropped_and_counted_not_lost_silently(tmp_path):
+    tl = Timeline("soak", limit=1000)
+    tl.writer = RunWriter(tl, tmp_path / "run")
+    tl.writer.flush()
+    for p in (tmp_path / "run").iterdir():
+        p.unlink()
+    (tmp_path / "run").rmdir()
+    (tmp_path / "run").write_text("now a file: every write fails")
+    with pytest.warns(RuntimeWarning, match="dropping the oldest"):
+        for i in range(3000):
+            tl.record("console", "line", f"line {i}")
+    assert len(tl.events) <= 1000 and tl.dropped > 0
+    frame = tl.events
+    assert sum(e.kind == "save_timeline failed" for e in frame) <= 1
+    assert tl.writer.error is not None and "could not write" in str(tl.writer.error)
