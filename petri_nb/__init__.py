@@ -12,8 +12,11 @@ from . import plot
 from . import plot
 from . import plot
 from . import plot
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
@@ -43,6 +46,7 @@ __all__ = [
     "InspectNode",
     "InspectNode",
     "InspectNode",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -57,8 +61,11 @@ __all__ = [
     "inspect_diff",
     "inspect_diff",
     "inspect_diff",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
     "plot",
     "read_timelines",
     "plot",

@@ -22,6 +22,7 @@ from ..inspect import InspectNode
 from ..inspect import InspectNode
 from ..inspect import InspectNode
 from ..inspect import InspectNode
+from ..inspect import InspectNode
 
 
 class EventSink(Protocol):
@@ -125,6 +126,11 @@ class Runtime(abc.ABC):
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
         """Hot-unplug the device in ``port``, waiting for the guest to release it."""
         raise NotSupported(f"remove_pcie_device() is not implemented by the {self.backend_name} backend")
+
+    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
+        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
+        such as ``duration_s`` and ``round_trips``."""
+        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         """The VM's state as a tree (optionally only the branch at ``path``), plus stats

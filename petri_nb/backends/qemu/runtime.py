@@ -21,10 +21,12 @@ from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ...inspect import InspectNode
+from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import cpu, gdb, migration
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
+from .inspect import QmpInspector
 from .inspect import QmpInspector
 from .inspect import QmpInspector
 from .inspect import QmpInspector
@@ -295,6 +297,9 @@ class QemuRuntime(Runtime):
 
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
         return await self.hotplug.remove(port, **({} if timeout is None else {"timeout": timeout}))
+
+    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
+        return await QmpInspector(self.qmp, self.accel).inspect(path)
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)
