@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from qemu.qmp import ExecuteError, QMPClient
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from ...errors import AgentError, LaunchError, PetriError, PetriTimeout
+from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
 from ...inspect import InspectNode
 from ...inspect import InspectNode
 from ...inspect import InspectNode
@@ -44,6 +44,8 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
 FIRMWARE_REBOOT_TIMEOUT = 5.0
+#: How long a broken QMP call waits for QEMU's exit to be reaped before blaming the link.
+LINK_LOST_GRACE = 0.5
 
 
 class QemuRuntime(Runtime):
@@ -180,6 +182,19 @@ class QemuRuntime(Runtime):
             return await self.qmp.execute(cmd, args)
         except ExecuteError as e:
             raise PetriError(f"QEMU refused {cmd}: {e}") from e
+        except (QMPError, OSError, EOFError) as e:
+            raise await self._link_lost(cmd, e) from e
+
+    async def _link_lost(self, cmd: str, error: BaseException) -> VmGone:
+        """A QMP call broke off. A killed QEMU drops the socket before its exit is
+        reaped, so give the exit a moment to be seen and name it; else the link alone died."""
+        if self._exited is not None and self.proc is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), LINK_LOST_GRACE)
+            if self._exited.done():
+                return VmGone(f"VM {self.name} is gone during {cmd}: {self.proc.exit_description()}")
+        return VmGone(f"VM {self.name}: lost the QMP connection to QEMU during {cmd} ({error!r}); "
+                      f"it can no longer be controlled, tear it down")
 
     async def reset(self) -> None:
         # Guest resets are halts (-action reboot=shutdown), so a host reset switches
@@ -230,7 +245,12 @@ class QemuRuntime(Runtime):
     async def screenshot(self) -> Image.Image:
         assert self.rundir is not None
         async with self._screen_lock:
-            return await screendump(self.qmp, self.rundir / "screen.ppm")
+            try:
+                return await screendump(self.qmp, self.rundir / "screen.ppm")
+            except (QMPError, OSError, EOFError) as e:
+                if isinstance(e, ExecuteError):
+                    raise
+                raise await self._link_lost("screendump", e) from e
 
     async def write_console(self, data: bytes) -> None:
         assert self._console is not None
