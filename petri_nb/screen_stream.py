@@ -72,7 +72,8 @@ class FramePump:
         self._seq = 0
         self._last_hash: bytes | None = None
         self._pending: Image.Image | None = None
-        self._acked = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._encoder: asyncio.Future[None] | None = None
         self._task: asyncio.Future[None] | None = None
         self._loop = runtime_loop()
 
@@ -102,12 +103,12 @@ class FramePump:
 
     def _on_ack(self, seq: int) -> None:
         if self._in_flight.pop(seq, None) is not None:
-            self._acked.set()
+            self._wake.set()
 
     def _on_resend(self) -> None:
         self._in_flight.clear()
         self._last_hash = None
-        self._acked.set()
+        self._wake.set()
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -123,25 +124,36 @@ class FramePump:
             self.stats.errors.append(f"pump stopped: {type(e).__name__}: {e}")
             raise
 
+    def _can_send(self) -> bool:
+        return self._encoder is None and len(self._in_flight) < self.max_in_flight
+
+    def _start_encoder(self) -> None:
+        """Encode and send the held frame in the background, so the next poll overlaps the encoding."""
+        if self._pending is not None and self._can_send():
+            self._encoder = asyncio.ensure_future(self._emit(self._pending))
+            self._pending = None
+
     async def _pump(self) -> None:
         next_poll = time.monotonic()
-        while self._alive():
-            if self._on_tick is not None:
-                self._on_tick()
-            self._expire()
-            if self._pending is not None and len(self._in_flight) < self.max_in_flight:
-                await self._emit(self._pending)
-                self._pending = None
-            delay = next_poll - time.monotonic()
-            if delay > 0:
-                self._acked.clear()
-                try:
-                    await asyncio.wait_for(self._acked.wait(), delay)
-                    continue  # an ack freed a slot: send the held frame now
-                except asyncio.TimeoutError:
-                    pass
-            next_poll = max(next_poll + self.interval, time.monotonic())
-            await self._poll()
+        try:
+            while self._alive():
+                if self._on_tick is not None:
+                    self._on_tick()
+                self._expire()
+                self._start_encoder()
+                delay = next_poll - time.monotonic()
+                if delay > 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                        continue  # an ack freed a slot or an encoding finished: send the held frame now
+                    except asyncio.TimeoutError:
+                        pass
+                next_poll = max(next_poll + self.interval, time.monotonic())
+                await self._poll()
+        finally:
+            if self._encoder is not None:
+                self._encoder.cancel()
 
     async def _poll(self) -> None:
         try:
@@ -151,7 +163,7 @@ class FramePump:
                 self.stats.errors.append(f"{type(e).__name__}: {e}")
             return
         self.stats.polls += 1
-        digest = hashlib.blake2b(img.tobytes(), digest_size=16, person=str(img.size).encode()[:16]).digest()
+        digest = await asyncio.to_thread(_digest, img)
         if digest == self._last_hash:
             self.stats.unchanged += 1
             return
@@ -159,16 +171,25 @@ class FramePump:
         if self._pending is not None:
             self.stats.dropped_stale += 1
         self._pending = img
-        if len(self._in_flight) < self.max_in_flight:
-            await self._emit(img)
-            self._pending = None
+        self._start_encoder()
 
     async def _emit(self, img: Image.Image) -> None:
-        data = await asyncio.to_thread(encode_png, img)
-        self._seq += 1
-        meta = {"type": "frame", "seq": self._seq, "width": img.width, "height": img.height,
-                "mime": "image/png"}
-        self._in_flight[self._seq] = time.monotonic()
-        self.stats.frames_sent += 1
-        self.stats.bytes_sent += len(data)
-        self._send(meta, data)
+        try:
+            data = await asyncio.to_thread(encode_png, img)
+            self._seq += 1
+            meta = {"type": "frame", "seq": self._seq, "width": img.width, "height": img.height,
+                    "mime": "image/png"}
+            self._in_flight[self._seq] = time.monotonic()
+            self.stats.frames_sent += 1
+            self.stats.bytes_sent += len(data)
+            self._send(meta, data)
+        except Exception as e:  # e.g. the comm closed under us: report, keep pumping
+            if len(self.stats.errors) < 20:
+                self.stats.errors.append(f"send failed: {type(e).__name__}: {e}")
+        finally:
+            self._encoder = None
+            self._wake.set()
+
+
+def _digest(img: Image.Image) -> bytes:
+    return hashlib.blake2b(img.tobytes(), digest_size=16, person=f"{img.width}x{img.height}".encode()[:16]).digest()

@@ -1,0 +1,77 @@
+"""Live view numbers: frames/s on a changing screen (720x400 text, 1024x768 gfx) and bytes/s on a static one.
+
+The browser is played by an instant acker, so this measures the kernel side (screen
+polling, change detection, PNG encoding), not the network or the browser's decoder.
+Run: .venv/bin/python -m bench.live_view [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import petri_nb
+from petri_nb.widget import VmView
+
+
+class InstantBrowser:
+    def __init__(self, view: VmView) -> None:
+        self.view = view
+        self.sizes: set[tuple[int, int]] = set()
+        view.send = self._receive  # type: ignore[method-assign]
+
+    def _receive(self, content: dict, buffers: list[bytes] | None = None) -> None:
+        self.sizes.add((content["width"], content["height"]))
+        self.view.pump.ack(content["seq"])
+
+
+def measure(view: VmView, seconds: float) -> tuple[float, float, float]:
+    """(frames/s, bytes/s, polls/s) over ``seconds``."""
+    s0 = view.pump.stats
+    f0, b0, p0, t0 = s0.frames_sent, s0.bytes_sent, s0.polls, time.monotonic()
+    time.sleep(seconds)
+    s, dt = view.pump.stats, time.monotonic() - t0
+    return (s.frames_sent - f0) / dt, (s.bytes_sent - b0) / dt, (s.polls - p0) / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    with petri_nb.launch("tmk") as vm:
+        view = VmView(vm)
+        browser = InstantBrowser(view)
+        time.sleep(1.0)  # first frame out, screen settled
+        fps, bps, pps = measure(view, args.seconds)
+        print(f"static 720x400 text screen: {fps:5.1f} frames/s {bps:9.0f} B/s  ({pps:.1f} polls/s)")
+
+        stop = threading.Event()
+
+        def redraw() -> None:  # a text screen that changes all the time
+            n = 0
+            while not stop.is_set():
+                n += 1
+                vm.console.write(f"draw {n}\n")
+                vm.console.expect(f"drawn {n}")
+
+        writer = threading.Thread(target=redraw)
+        writer.start()
+        try:
+            fps, bps, pps = measure(view, args.seconds)
+        finally:
+            stop.set()
+            writer.join()
+        print(f"changing 720x400 text screen: {fps:5.1f} frames/s {bps:9.0f} B/s  ({pps:.1f} polls/s)")
+
+        vm.console.write("gfx\n")
+        vm.console.expect("gfx 1024x768")
+        time.sleep(0.5)
+        fps, bps, pps = measure(view, args.seconds)
+        print(f"animated 1024x768 gfx screen: {fps:5.1f} frames/s {bps:9.0f} B/s  ({pps:.1f} polls/s)")
+        print("frame sizes seen:", sorted(browser.sizes))
+        view.close()
+
+
+if __name__ == "__main__":
+    main()
