@@ -81,3 +81,10 @@ __all__ = [
     "plot",
     "read_timelines",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext petri_nb`` registers the ``%petri`` / ``%%petri`` magics (imported lazily: IPython is optional)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

@@ -1,0 +1,225 @@
+"""%petri / %%petri: in a real kernel (nbclient) and, for bad input, in an in-process IPython shell."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from nbrun import html_of, run_notebook, text_of
+from PIL import Image
+
+import petri_nb
+from petri_nb.magics import SUBCOMMANDS, PetriMagics
+from petri_nb.vm import live_vms
+
+
+def test_magics_drive_tmk_through_reset_and_poweroff_in_a_real_kernel(tmp_path: Path):
+    cells = [
+        "import sys; print(sys.prefix)",
+        "%load_ext petri_nb",
+        "%petri launch tmk --name nbvm",
+        "%petri ls",
+        "%petri reset",
+        "%petri expect 'tmk: ready' --timeout 30",
+        "%petri send poweroff",
+        "%petri wait-halt --allow-reset --timeout 30",
+        "%petri timeline",
+        "%petri console --tail 2",
+        "%petri teardown",
+        "%petri ls",
+        "%petri reset",
+    ]
+    nb = run_notebook(cells, tmp_path, tags={len(cells) - 1: ["raises-exception"]})
+    out = [text_of(cell) for cell in nb.cells]
+    assert out[0].strip() == sys.prefix  # the kernel is this venv's Python
+    assert "nbvm" in out[3] and "running" in out[3]
+    assert "tmk: ready" in out[5]
+    assert "POWER_OFF" in out[7]
+    timeline = html_of(nb.cells[8])
+    assert "reset()" in timeline and "POWER_OFF" in timeline and "nbvm" in timeline
+    assert out[9].strip().endswith("tmk: poweroff")
+    assert "nbvm" not in out[11]
+    # IPython shows a UsageError as one line on stderr, no traceback.
+    assert [(o.output_type, o.get("name")) for o in nb.cells[12].outputs] == [("stream", "stderr")]
+    assert out[12].startswith("UsageError: %petri: no current VM") and out[12].count("\n") == 1
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """An in-process IPython shell with the extension loaded; its VMs are torn down afterwards."""
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "petri_nb")
+    ip.register_magics(PetriMagics)  # a fresh current-VM state for every test
+    try:
+        yield ip
+    finally:
+        for aio in live_vms():
+            petri_nb.Vm(aio).teardown()
+
+
+BAD_INPUTS = [
+    ("", "needs a subcommand"),
+    ("fly", "unknown subcommand 'fly'"),
+    ("'unclosed", "cannot split"),
+    ("--bogus", "required: subcommand"),
+    ("launch nope", "unknown guest 'nope'"),
+    ("launch --accel warp", "unknown accel 'warp'"),
+    ("launch tmk extra", "unrecognized arguments: extra"),
+    ("launch --name", "expected one argument"),
+    ("use", "required: name"),
+    ("use ghost", "no running VM named 'ghost'"),
+    ("use a b", "unrecognized arguments: b"),
+    ("ls -l", "unrecognized arguments: -l"),
+    ("reset now", "unrecognized arguments: now"),
+    ("pause 1", "unrecognized arguments: 1"),
+    ("resume --fast", "unrecognized arguments: --fast"),
+    ("wait-halt --timeout -1", "positive, finite"),
+    ("wait-halt --timeout nan", "positive, finite"),
+    ("wait-halt --timeout soon", "not a number of seconds"),
+    ("wait-halt --allow-reset=yes", "ignored explicit argument"),
+    ("shutdown --force", "unrecognized arguments: --force"),
+    ("screenshot out.png", "unrecognized arguments: out.png"),
+    ("inspect a b", "unrecognized arguments: b"),
+    ("inspect no/such/path", "no current VM"),
+    ("timeline --all", "unrecognized arguments: --all"),
+    ("save now", "unrecognized arguments: now"),
+    ("restore now", "unrecognized arguments: now"),
+    ("console --tail 0", "at least 1"),
+    ("console --tail x", "not a whole number"),
+    ("send", "required: text"),
+    ("expect", "required: regex"),
+    ("expect x --timeout inf", "positive, finite"),
+    ("teardown now", "unrecognized arguments: now"),
+]
+
+
+def test_every_subcommand_has_bad_input_cases():
+    covered = {line.split()[0] for line, _ in BAD_INPUTS if line and line.split()[0] in SUBCOMMANDS}
+    assert covered == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_INPUTS, ids=[line or "<empty>" for line, _ in BAD_INPUTS])
+def test_bad_input_is_a_one_line_usage_error(shell: InteractiveShell, line: str, message: str):
+    with pytest.raises(UsageError, match=message) as info:
+        shell.run_line_magic("petri", line)
+    assert "\n" not in str(info.value) and str(info.value).startswith("%petri")
+    assert not live_vms()
+
+
+def test_vm_subcommands_without_a_vm_say_how_to_get_one(shell: InteractiveShell):
+    valid_args = {"send": " hello", "expect": " hello"}
+    for name, sub in SUBCOMMANDS.items():
+        if sub.needs_vm or name == "teardown":
+            with pytest.raises(UsageError, match="no current VM; start one with `%petri launch`"):
+                shell.run_line_magic("petri", name + valid_args.get(name, ""))
+
+
+def test_runtime_errors_become_usage_errors_naming_the_cause(shell: InteractiveShell, vm: petri_nb.Vm):
+    assert shell.run_line_magic("petri", f"use {vm.name}") is not None
+    cases = {
+        "wait-halt --timeout 0.1": "wait-halt: PetriTimeout: .*timed out after 0.1 s waiting for the VM to halt",
+        "expect nothing-like-this --timeout 0.1": "expect: PetriTimeout: .*'nothing-like-this'",
+        "expect '('": "bad regular expression",
+        f"launch --name {vm.name}": "already running",
+        "inspect no/such/path": "inspect: .*no/such",
+        "shutdown --reboot": "shutdown: AgentError",
+    }
+    for name in ("shutdown", "inspect", "save", "restore"):
+        sub = SUBCOMMANDS[name]
+        if not hasattr(vm.aio, sub.requires or ""):
+            cases[name] = f"{name}: not available yet .*AsyncVm.{sub.requires}"
+    for line, message in cases.items():
+        with pytest.raises(UsageError, match=message) as info:
+            shell.run_line_magic("petri", line)
+        assert "\n" not in str(info.value)
+    assert vm.state == "running"
+
+
+def test_subcommands_return_rich_objects_and_plain_guest_text(shell: InteractiveShell):
+    vm = shell.run_line_magic("petri", "launch")
+    assert isinstance(vm, petri_nb.Vm) and vm.state == "running"
+    assert isinstance(shell.run_line_magic("petri", "screenshot"), Image.Image)
+    assert list(shell.run_line_magic("petri", "ls")["name"]) == [vm.name]
+    shell.run_line_magic("petri", "pause")
+    assert vm.state == "paused"
+    shell.run_line_magic("petri", "resume")
+    # Guest text with a terminal escape and HTML comes back as plain text, escape neutralised.
+    shell.run_line_magic("petri", "send echo <b>\x1b[31mred</b>")
+    match = shell.run_line_magic("petri", "expect '<b>.*</b>'")
+    assert "\x1b" not in match and "<b>" in match and not hasattr(match, "_repr_html_")
+    assert repr(match) == str(match)
+    assert shell.run_line_magic("petri", "console --tail 1").endswith("red</b>")
+    frame = shell.run_line_magic("petri", "timeline")
+    assert {"console.write()", "console.expect()", "pause()", "resume()"} <= set(frame["kind"])
+    shell.run_line_magic("petri", "teardown")
+    assert vm.aio.torn_down and not live_vms()
+
+
+def test_cell_magic_runs_lines_in_order_and_stops_at_the_first_failure(shell: InteractiveShell):
+    shell.run_line_magic("petri", "launch --name cellvm")
+    with pytest.raises(UsageError, match=r"^line 4: %petri: unknown subcommand 'bogus'"):
+        shell.run_cell_magic("petri", "", "send echo one\n\n# a comment\nbogus\nsend echo two\n")
+    # Line order and the stop are visible on the timeline: exactly one console write happened.
+    kinds = list(shell.run_line_magic("petri", "timeline")["kind"])
+    assert kinds.count("console.write()") == 1
+    assert str(shell.run_cell_magic("petri", "", "expect one\nls")["name"][0]) == "cellvm"
+    with pytest.raises(UsageError, match="takes no arguments on its first line"):
+        shell.run_cell_magic("petri", "reset", "ls")
+
+
+def test_use_switches_the_current_vm(shell: InteractiveShell):
+    first = shell.run_line_magic("petri", "launch --name first")
+    second = shell.run_line_magic("petri", "launch --name second")
+    assert list(shell.run_line_magic("petri", "ls").query("current")["name"]) == ["second"]
+    assert shell.run_line_magic("petri", "use first").aio is first.aio
+    shell.run_line_magic("petri", "teardown")
+    assert first.aio.torn_down and not second.aio.torn_down
+    with pytest.raises(UsageError, match="no current VM"):
+        shell.run_line_magic("petri", "reset")
+    shell.run_line_magic("petri", "teardown --all")
+    assert second.aio.torn_down
+
+
+def test_help_documents_every_subcommand(shell: InteractiveShell):
+    doc = shell.find_line_magic("petri").__doc__
+    for name, sub in SUBCOMMANDS.items():
+        assert f"%petri {name}" in doc and sub.help in doc
+    assert shell.run_line_magic("petri", "--help") == doc
+
+
+# -- property: random argument strings give success or UsageError, never another error or a hang --
+
+TOKENS = st.sampled_from([
+    "--timeout", "--tail", "--name", "--accel", "--allow-reset", "--reboot", "--all", "--path", "-x", "--", "-",
+    "0", "-1", "0.05", "2", "nan", "inf", "1e400", "x", "(", "[", "'", '"', "\\", "=", "a b", "\x00", "é",
+])
+ARGS = st.one_of(st.lists(st.one_of(TOKENS, st.text(max_size=6)), max_size=5).map(" ".join), st.text(max_size=30))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subcommand=st.sampled_from([*SUBCOMMANDS, "bogus"]), args=ARGS)
+def test_random_arguments_give_success_or_usage_error_quickly(shell: InteractiveShell, subcommand: str, args: str):
+    current = shell.magics_manager.registry["PetriMagics"]._current
+    if current is None or current.torn_down:
+        shell.run_line_magic("petri", "launch")
+    elif current.state != "running":
+        petri_nb.Vm(current).reset()
+    line = f"{subcommand} {args}"
+    if subcommand in ("wait-halt", "expect"):
+        line += " --timeout 0.05"  # the last --timeout wins: a valid random call cannot wait long
+    start = time.monotonic()
+    try:
+        shell.run_line_magic("petri", line)
+    except UsageError as e:
+        assert "\n" not in str(e)
+    assert time.monotonic() - start < 10, f"{line!r} took too long"
+    for aio in live_vms():  # keep at most the current VM between examples
+        if aio is not shell.magics_manager.registry["PetriMagics"]._current:
+            petri_nb.Vm(aio).teardown()
