@@ -201,6 +201,20 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
                    what="typed text on the guest console")
         assert len(page.locator(".jp-Notebook .jp-Cell").all()) == len(CELLS)  # keys did not reach Lab
 
+        # A guest halt shows in the status bar.
+        page.keyboard.type("poweroff")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('.petri-vmview-state').textContent === 'halted'",
+                               timeout=20_000)
+        assert "POWER_OFF" in page.locator(".petri-vmview-halt").text_content()
+
+        # The screenshot button downloads the screen as a PNG.
+        with page.expect_download() as download:
+            page.click(".petri-vmview-button[data-action=screenshot]")
+        assert download.value.suggested_filename == "live.png"
+        with Image.open(download.value.path()) as png:
+            assert png.format == "PNG" and png.size == (720, 400)
+
         # The reset button goes through AsyncVm.reset(): a reset() row on the timeline.
         page.click(".petri-vmview-button[data-action=reset]")
         wait_until(lambda: "reset()" in run_in_kernel(client, "print(list(vm.timeline()['kind']))"), timeout=20,
