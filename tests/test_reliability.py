@@ -174,3 +174,21 @@ def test_sigkill_of_a_jupyter_kernel_leaves_no_qemu_within_two_seconds():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_resume_after_a_guest_panic_still_says_to_reset_first(vm: petri_nb.Vm):
+    # resume() skips its status round trip unless a halt was seen; a panicked guest
+    # must still not be resumed (QEMU itself would let it run on).
+    vm.console.write("panic\n")
+    assert vm.wait_for_halt(timeout=20).reason is petri_nb.HaltReason.PANIC
+    with pytest.raises(PetriError, match="reset"):
+        vm.resume()
+    vm.reset()
+    vm.console.expect(READY, timeout=20)
+    vm.pause()
+    vm.pause()  # a no-op stop sends no STOP event: nothing may be left expecting one
+    vm.resume()
+    vm.console.write("count\n")
+    assert vm.console.expect(r"count=(\d+)", timeout=10).group(1) == "1"
+    assert vm.status() == "running"
+    assert vm.halts[1:] == []

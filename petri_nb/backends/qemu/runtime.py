@@ -70,6 +70,8 @@ class QemuRuntime(Runtime):
         self._host_reset = asyncio.Event()
         self._guest_reset = asyncio.Event()
         self._console_seen = asyncio.Event()
+        self._halted = False  # a halt was reported and no reset followed
+        self._own_stop = False  # the next STOP is our pause(), not a guest or QEMU failure
         self._cpu_log_offset = 0
         self.mapper = HaltMapper(self._read_cpu_log)
         self.hotplug = PcieHotplug(self)
@@ -149,10 +151,16 @@ class QemuRuntime(Runtime):
             self._sink.record("qmp", name, _event_summary(data), data)
             if name == "RESET":
                 (self._guest_reset if data.get("guest") else self._host_reset).set()
+            if name == "RESUME":
+                self._own_stop = False  # a stop() that found the VM stopped sent no STOP
             halt = self.mapper.feed(name, data)
             if halt is None and name == "STOP":
-                halt = await self._halt_from_status()
+                if self._own_stop:  # our pause(): asking QEMU why would only delay the next call
+                    self._own_stop = False
+                else:
+                    halt = await self._halt_from_status()
             if halt is not None:
+                self._halted = True
                 self._sink.halted(halt)
 
     async def _halt_from_status(self):
@@ -219,6 +227,7 @@ class QemuRuntime(Runtime):
         finally:
             await self._execute("set-action", {"reboot": "shutdown"})
         self.mapper.restarted()
+        self._halted = False
 
     @staticmethod
     async def _wait_event(event: asyncio.Event, what: str, timeout: float) -> None:
@@ -228,10 +237,13 @@ class QemuRuntime(Runtime):
             raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
 
     async def pause(self) -> None:
+        self._own_stop = True
         await self._execute("stop")
 
     async def resume(self) -> None:
-        status = await self.status()
+        # Only after a halt can `cont` wrongly succeed (a panicked guest would run on), so
+        # only then is the extra round trip paid; QEMU itself refuses to cont a shut-down VM.
+        status = await self.status() if self._halted else "running"
         if status in ("shutdown", "guest-panicked", "internal-error"):
             raise PetriError(f"cannot resume: the VM is halted ({status}); reset() it first")
         if debugger := gdb.attached(self):
