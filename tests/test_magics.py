@@ -223,3 +223,12 @@ def test_random_arguments_give_success_or_usage_error_quickly(shell: Interactive
     for aio in live_vms():  # keep at most the current VM between examples
         if aio is not shell.magics_manager.registry["PetriMagics"]._current:
             petri_nb.Vm(aio).teardown()
+
+
+def test_long_waits_show_a_progress_bar_saying_what_is_awaited(shell: InteractiveShell, vm: petri_nb.Vm, capsys):
+    shell.run_line_magic("petri", f"use {vm.name}")
+    shell.run_line_magic("petri", "ls")
+    assert "waiting for" not in capsys.readouterr().err  # quick calls show no bar
+    with pytest.raises(UsageError, match="PetriTimeout"):
+        shell.run_line_magic("petri", "wait-halt --timeout 0.8")
+    assert f"waiting for {vm.name} to halt" in capsys.readouterr().err  # tqdm.auto is the text bar here
