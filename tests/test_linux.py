@@ -38,6 +38,17 @@ def test_boots_to_a_shell_on_the_serial_console_with_our_command_line(booted: tu
 
 
 @pytest.mark.slow
+def test_verify_save_restore_keeps_the_agent_and_guest_files(booted: tuple[petri_nb.Vm, Agent]) -> None:
+    vm, agent = booted
+    agent.write_file("/root/before", b"written before save")
+    result = vm.verify_save_restore()
+    assert result["rounds"] == 2
+    agent = vm.wait_for_agent(timeout=60)  # the agent port reconnects to the restored QEMU
+    assert agent.read_file("/root/before") == b"written before save"
+    assert agent.run("echo after restore").stdout == b"after restore\n"
+
+
+@pytest.mark.slow
 def test_reboot_through_the_agent_halts_with_reset_and_the_guest_comes_back(booted: tuple[petri_nb.Vm, Agent]) -> None:
     vm, agent = booted
     vm.send_shutdown("reboot")
@@ -46,6 +57,19 @@ def test_reboot_through_the_agent_halts_with_reset_and_the_guest_comes_back(boot
     again = vm.wait_for_agent(timeout=120)
     assert again.run("echo back").stdout == b"back\n"
     assert MARK in again.read_file("/proc/cmdline").decode()  # -append is fixed for the QEMU process
+
+
+@pytest.mark.slow
+def test_updated_command_line_applies_at_the_next_reset(booted: tuple[petri_nb.Vm, Agent]) -> None:
+    vm, agent = booted
+    vm.update_command_line(f"{linux.DEFAULT_COMMAND_LINE} petri_nb.second=1")
+    assert "petri_nb.second" not in vm.wait_for_agent().read_file("/proc/cmdline").decode()
+    vm.reset()
+    agent = vm.wait_for_agent(timeout=120)
+    assert "petri_nb.second=1" in agent.read_file("/proc/cmdline").decode()
+    assert "command line" in set(vm.timeline().kind)
+    with pytest.raises(petri_nb.PetriError, match="one-line"):
+        vm.update_command_line("a\nb")
 
 
 @pytest.mark.slow

@@ -16,13 +16,6 @@ from PIL import Image
 from ..errors import AgentError, NotSupported
 from ..halt import Halt
 from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
-from ..inspect import InspectNode
 
 
 class EventSink(Protocol):
@@ -102,22 +95,17 @@ class Runtime(abc.ABC):
     async def continue_(self) -> None:
         raise NotSupported(f"continue_() is not implemented by the {self.backend_name} backend")
 
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
     async def send_input(self, events: list[dict[str, Any]]) -> None:
         """Inject keyboard/pointer events (QMP ``input-send-event`` shape) for the live view."""
         raise NotSupported(f"send_input() is not implemented by the {self.backend_name} backend")
 
-    async def power_button(self) -> None:
-        """Press the (ACPI) power button; the guest decides whether to power off."""
-        raise NotSupported(f"power_button() is not implemented by the {self.backend_name} backend")
-
     async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A byte stream to the guest agent's port (see petri_nb.agent)."""
         raise AgentError(f"the {self.backend_name} backend has no guest agent channel")
+
+    async def update_command_line(self, command_line: str) -> None:
+        """Use ``command_line`` for the guest kernel from the next reset() on."""
+        raise NotSupported(f"update_command_line() is not implemented by the {self.backend_name} backend")
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
         """Hot-plug a device into a free PCIe slot; returns what was plugged where."""
@@ -127,35 +115,9 @@ class Runtime(abc.ABC):
         """Hot-unplug the device in ``port``, waiting for the guest to release it."""
         raise NotSupported(f"remove_pcie_device() is not implemented by the {self.backend_name} backend")
 
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
+    async def power_button(self) -> None:
+        """Press the (ACPI) power button; the guest decides whether to power off."""
+        raise NotSupported(f"power_button() is not implemented by the {self.backend_name} backend")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         """The VM's state as a tree (optionally only the branch at ``path``), plus stats

@@ -15,24 +15,10 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
 from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
-from ...inspect import InspectNode
 from ..base import EventSink, Runtime
-from . import cpu, gdb, migration
+from . import agent_port, cpu, gdb, migration, relaunch
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
-from .inspect import QmpInspector
-from .inspect import QmpInspector
-from .inspect import QmpInspector
-from .inspect import QmpInspector
-from .inspect import QmpInspector
-from .inspect import QmpInspector
-from .inspect import QmpInspector
 from .hotplug import PcieHotplug
 from .inspect import QmpInspector
 from .process import QemuProcess
@@ -75,6 +61,7 @@ class QemuRuntime(Runtime):
         self._cpu_log_offset = 0
         self.mapper = HaltMapper(self._read_cpu_log)
         self.hotplug = PcieHotplug(self)
+        self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
 
     # -- start ------------------------------------------------------------
 
@@ -209,6 +196,12 @@ class QemuRuntime(Runtime):
         # the action to a real reset while it runs. SeaBIOS finds its RAM already
         # initialised after any reset and reboots once more itself ("Attempting a
         # hard reboot"); that guest reset belongs to this call, not to the guest.
+        if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
+            await relaunch.relaunch(self)
+            self.relaunch_pending = False
+            self.mapper.restarted()
+            self._halted = False
+            return
         self._host_reset.clear()
         self._guest_reset.clear()
         await self._execute("set-action", {"reboot": "reset"})
@@ -237,6 +230,9 @@ class QemuRuntime(Runtime):
             raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
 
     async def pause(self) -> None:
+        if debugger := gdb.attached(self):
+            await debugger.interrupt()  # so gdb knows the guest stopped before anyone resumes it
+            return
         self._own_stop = True
         await self._execute("stop")
 
@@ -305,24 +301,18 @@ class QemuRuntime(Runtime):
         if status in ("shutdown", "guest-panicked", "internal-error"):
             raise PetriError(f"cannot {call}(): the VM is halted ({status}); reset() it first")
 
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
     async def send_input(self, events: list[dict[str, Any]]) -> None:
         await self._execute("input-send-event", {"events": events})
 
-    async def power_button(self) -> None:
-        await self._execute("system_powerdown")
-
     async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        # The guest's config adds the port (guests/linux agent_args); QEMU listens in our run dir.
-        path = self.rundir / "agent.sock" if self.rundir else None
-        if path is None or not path.exists():
+        # The guest's config adds the port (guests/linux uses agent_port.chardev_args).
+        if self.rundir is None or not agent_port.has_agent_port(self.argv):
             raise AgentError(f"VM {self.name} has no guest agent: its guest was launched without an agent port")
-        try:
-            return await asyncio.open_unix_connection(str(path))
-        except OSError as e:
-            raise AgentError(f"cannot connect to the guest agent socket: {e}") from e
+        return await agent_port.accept_connection(self.rundir)
+
+    async def update_command_line(self, command_line: str) -> None:
+        relaunch.set_command_line(self, command_line)
+        self.relaunch_pending = True
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
         return await self.hotplug.add(kind, port, **options)
@@ -330,23 +320,8 @@ class QemuRuntime(Runtime):
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
         return await self.hotplug.remove(port, **({} if timeout is None else {"timeout": timeout}))
 
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
+    async def power_button(self) -> None:
+        await self._execute("system_powerdown")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ...backends.qemu import QemuConfig
+from ...backends.qemu.agent_port import chardev_args
 from ...errors import LaunchError
 from .. import Guest
 from .initramfs import Cpio
@@ -81,7 +82,9 @@ def _kernel_package() -> str:
 def fetch_kernel(cache: Path | None = None) -> tuple[Path, Path]:
     """(vmlinuz, modules dir) of Debian's current amd64 kernel, unpacked in the cache."""
     cache = cache or cache_dir()
-    package = _kernel_package()
+    # Reuse an unpacked kernel without asking apt (1-2 s per launch); delete the cache to refresh.
+    cached = sorted(p.parent for p in cache.glob("linux-image-*/.done"))
+    package = cached[-1].name if cached else _kernel_package()
     root = cache / package
     if not (root / ".done").exists():
         deb = _download(package, cache / "debs")
@@ -208,15 +211,6 @@ def build_initramfs(cache: Path | None = None) -> tuple[Path, Path]:
         return kernel, out
 
 
-def agent_args() -> tuple[str, ...]:
-    """The agent's virtio-serial port; QEMU listens on a socket in the VM's 0700 run dir."""
-    return (
-        "-chardev", "socket,id=agent,path={rundir}/agent.sock,server=on,wait=off",
-        "-device", "virtio-serial-pci,id=vser",
-        "-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
-    )
-
-
 def root_port_args(count: int = ROOT_PORTS) -> tuple[str, ...]:
     """Empty PCIe root ports (rp1..rpN) for hot-plug."""
     args: list[str] = []
@@ -227,7 +221,7 @@ def root_port_args(count: int = ROOT_PORTS) -> tuple[str, ...]:
 
 def linux_config(
     accel: str = "tcg",
-    memory_mib: int = 256,
+    memory_mib: int = 128,
     cpus: int = 1,
     command_line: str = DEFAULT_COMMAND_LINE,
     root_ports: int = ROOT_PORTS,
@@ -241,7 +235,7 @@ def linux_config(
     kernel, initrd = build_initramfs()
     return QemuConfig(
         kernel=kernel, initrd=initrd, append=command_line, accel=accel, memory_mib=memory_mib, cpus=cpus,
-        extra_args=agent_args() + root_port_args(root_ports) + tuple(extra_args), binary=binary,
+        extra_args=chardev_args(AGENT_PORT) + root_port_args(root_ports) + tuple(extra_args), binary=binary,
     )
 
 
