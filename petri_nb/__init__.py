@@ -13,8 +13,11 @@ from . import plot
 from . import plot
 from . import plot
 from . import plot
+from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
+from .inspect import InspectNode, inspect_diff
+from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
@@ -47,6 +50,7 @@ __all__ = [
     "InspectNode",
     "InspectNode",
     "InspectNode",
+    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -62,8 +66,11 @@ __all__ = [
     "inspect_diff",
     "inspect_diff",
     "inspect_diff",
+    "inspect_diff",
     "launch",
     "launch_async",
+    "plot",
+    "read_timelines",
     "plot",
     "read_timelines",
     "plot",

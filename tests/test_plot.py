@@ -16,6 +16,7 @@ from PIL import Image  # noqa: E402
 import petri_nb  # noqa: E402
 from petri_nb import HaltReason  # noqa: E402
 from petri_nb.plot import REASON_COLORS  # noqa: E402
+from petri_nb.timeline import empty_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,6 @@ def two_runs() -> pd.DataFrame:
                 if halt.reason is HaltReason.RESET:
                     vm.reset()
                     vm.console.expect("tmk: ready", timeout=20)
-            vm.pause() if vm.status() == "running" else None
         frames.append(vm.timeline())
     return pd.concat(frames, ignore_index=True)
 
@@ -72,7 +72,7 @@ def test_call_durations_one_row_per_call_kind(two_runs: pd.DataFrame, tmp_path: 
 
 
 def test_plots_of_empty_and_wrong_frames(tmp_path: Path):
-    empty = petri_nb.read_timelines.__globals__["empty_frame"]()
+    empty = empty_frame()
     for fn in (petri_nb.plot.timeline, petri_nb.plot.halt_reasons, petri_nb.plot.call_durations):
         fn(empty).figure.savefig(tmp_path / f"{fn.__name__}.png")
         with pytest.raises(petri_nb.PetriError, match="timeline"):

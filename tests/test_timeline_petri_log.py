@@ -10,7 +10,7 @@ import pytest
 
 import petri_nb
 from petri_nb.petri_log import export_petri_log, read_petri_log
-from petri_nb.timeline import DTYPES
+from petri_nb.timeline import DTYPES, empty_frame
 
 EXPECTED = {c: str(pd.Series(dtype=d).dtype) for c, d in DTYPES.items()}
 
@@ -74,7 +74,7 @@ def test_bad_petri_inputs_are_clear_errors(tmp_path: Path):
         read_petri_log(tmp_path)
     with pytest.raises(petri_nb.PetriError, match="needs a timeline frame"):
         export_petri_log(pd.DataFrame({"x": [1]}), tmp_path / "o")
-    two = pd.concat([petri_nb.read_timelines.__globals__["empty_frame"]()] * 2)
+    two = pd.concat([empty_frame()] * 2)
     two = pd.concat([two, pd.DataFrame({"run": ["a", "b"]})], ignore_index=True)
     with pytest.raises(petri_nb.PetriError, match="one run per directory"):
         export_petri_log(two.reindex(columns=list(DTYPES)), tmp_path / "o")
