@@ -17,6 +17,7 @@ import psutil
 import pytest
 from conftest import wait_until
 from distributed import Client
+from nbrun import run_notebook, text_of
 
 import petri_nb
 from petri_nb import fleet
@@ -154,6 +155,25 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@pytest.mark.slow
+def test_a_fleet_in_a_notebook_shows_a_progress_bar_with_halt_counts_and_the_dashboard(tmp_path: Path):
+    nb = run_notebook([
+        "from petri_nb import fleet\nresult = fleet.run('halt-each', runs=5, rundir='runs')",
+        "print(sorted(result.halt_counts().items()), list(result.outcomes['status']))",
+    ], tmp_path, timeout=120)
+    first, second = nb.cells
+    assert "dashboard: http://127.0.0.1:" in text_of(first)
+    widgets = [o for o in first.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert widgets, "tqdm did not render a notebook progress widget"
+    models = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    shown = " ".join(str(m["state"].get("value", "")) for m in models).replace("\u2007", " ")
+    assert "5/5" in shown and "HIBERNATE=1, PANIC=1, POWER_OFF=1, RESET=1, TRIPLE_FAULT=1" in shown
+    assert text_of(second).strip() == (
+        "[('HIBERNATE', 1), ('PANIC', 1), ('POWER_OFF', 1), ('RESET', 1), ('TRIPLE_FAULT', 1)] "
+        "['ok', 'ok', 'ok', 'ok', 'ok']"
+    )
 
 
 def test_experiment_failures_are_reported_per_run(client: Client, tmp_path: Path):
