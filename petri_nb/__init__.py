@@ -5,33 +5,9 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
-from . import plot
-from . import plot
 from .debug import BreakpointHit
-from . import plot
-from . import plot
-from . import plot
-from . import plot
-from . import plot
-from . import plot
 from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
-from .inspect import InspectNode, inspect_diff
-from .persist import read_timelines
 from .inspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .vm import AsyncVm, Vm, launch, launch_async
@@ -43,14 +19,6 @@ __all__ = [
     "Halt",
     "HaltReason",
     "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
-    "InspectNode",
     "LaunchError",
     "NotSupported",
     "PetriError",
@@ -59,32 +27,8 @@ __all__ = [
     "VmGone",
     "VmHalted",
     "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
-    "inspect_diff",
     "launch",
     "launch_async",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
-    "plot",
-    "read_timelines",
     "plot",
     "read_timelines",
 ]

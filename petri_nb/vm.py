@@ -14,11 +14,9 @@ import collections
 import inspect
 import itertools
 import os
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +25,6 @@ from PIL import Image
 
 from . import persist
 from .agent import Agent, AsyncAgent, agent_for
-from . import persist
 from .backends.base import Runtime
 from .backends.qemu import QemuRuntime
 from .console import AsyncConsole, Console
@@ -35,7 +32,6 @@ from .debug import BreakpointHit, DebugFacade, DebugMixin
 from .errors import PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest, get_guest
 from .halt import Halt, HaltReason
-from .inspect import InspectNode
 from .inspect import InspectNode
 from .loop import hop, run_sync, runs_on_runtime_loop
 from .state import StateFacade, StateMixin
@@ -52,8 +48,6 @@ HALT_GRACE = 0.25
 #: Default bound on control calls (pause, reset, screenshot...): QEMU answers in
 #: milliseconds, so this only fires when QEMU is wedged.
 CONTROL_TIMEOUT = 30.0
-#: Bound on one inspect() (a full /machine walk is thousands of QMP round trips).
-INSPECT_TIMEOUT = 120.0
 #: Default wait for a guest agent: a Linux guest under TCG boots in ~10 s.
 AGENT_TIMEOUT = 120.0
 #: Bound on one inspect() (a full /machine walk is thousands of QMP round trips).
@@ -349,20 +343,6 @@ class AsyncVm(StateMixin, DebugMixin):
         return persist.save_timeline(self._timeline, runs_dir, interval)
 
     @runs_on_runtime_loop
-    async def inspect(self, path: str | None = None) -> InspectNode:
-        """The VM's state as an InspectNode tree (only the branch at ``path`` if given); also a timeline row."""
-        node, stats = await self._call("inspect", self.runtime.inspect(path), timeout=INSPECT_TIMEOUT)
-        self._timeline.snapshot(node, path, stats)
-        return node
-
-    @runs_on_runtime_loop
-    async def save_timeline(self, runs_dir: str | os.PathLike[str] | None = None,
-                            interval: float = persist.FLUSH_INTERVAL) -> Path:
-        """Save this run to Parquet in ``<runs_dir>/<vm>-<run>/`` now, then new rows every ``interval``
-        seconds and at teardown. Returns the run directory (for ``petri_nb.read_timelines``)."""
-        return persist.save_timeline(self._timeline, runs_dir, interval)
-
-    @runs_on_runtime_loop
     async def restart_openhcl(self, *args: Any, **kwargs: Any) -> None:
         await self._call("restart_openhcl", self.runtime.restart_openhcl(*args, **kwargs))
 
@@ -397,7 +377,6 @@ class AsyncVm(StateMixin, DebugMixin):
             self._gone.set()  # wake any waiter: nothing more will happen
             self.gone_reason = self.gone_reason or "torn down"
             self._record("runtime", "teardown()", f"ok in {(self._timeline.now() - start) * 1000:.1f} ms", t=start)
-            self._timeline.close()  # final flush of a saved run
             self._timeline.close()  # final flush of a saved run
             with _live_lock:
                 if _live.get(self.name) is self:
@@ -516,13 +495,6 @@ class Vm(StateFacade, DebugFacade):
 
     def timeline(self) -> pd.DataFrame:
         return self.aio.timeline()
-
-    def inspect(self, path: str | None = None) -> InspectNode:
-        return run_sync(self.aio.inspect(path))
-
-    def save_timeline(self, runs_dir: str | os.PathLike[str] | None = None,
-                      interval: float = persist.FLUSH_INTERVAL) -> Path:
-        return run_sync(self.aio.save_timeline(runs_dir, interval))
 
     def inspect(self, path: str | None = None) -> InspectNode:
         return run_sync(self.aio.inspect(path))

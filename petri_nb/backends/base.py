@@ -16,7 +16,6 @@ from PIL import Image
 from ..errors import AgentError, NotSupported
 from ..halt import Halt
 from ..inspect import InspectNode
-from ..inspect import InspectNode
 
 
 class EventSink(Protocol):
@@ -119,11 +118,6 @@ class Runtime(abc.ABC):
     async def power_button(self) -> None:
         """Press the (ACPI) power button; the guest decides whether to power off."""
         raise NotSupported(f"power_button() is not implemented by the {self.backend_name} backend")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        """The VM's state as a tree (optionally only the branch at ``path``), plus stats
-        such as ``duration_s`` and ``round_trips``."""
-        raise NotSupported(f"inspect() is not implemented by the {self.backend_name} backend")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         """The VM's state as a tree (optionally only the branch at ``path``), plus stats

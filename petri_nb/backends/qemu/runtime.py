@@ -15,12 +15,10 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
 from ...inspect import InspectNode
-from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import agent_port, cpu, gdb, migration, relaunch
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
-from .inspect import QmpInspector
 from .hotplug import PcieHotplug
 from .inspect import QmpInspector
 from .process import QemuProcess
@@ -324,9 +322,6 @@ class QemuRuntime(Runtime):
 
     async def power_button(self) -> None:
         await self._execute("system_powerdown")
-
-    async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
         return await QmpInspector(self.qmp, self.accel).inspect(path)
