@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import pickle
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -54,7 +55,7 @@ FLEET_DASK_CONFIG = {
     "distributed.scheduler.worker-saturation": 1.0,
 }
 OUTCOME_COLUMNS = ("index", "run", "worker", "status", "halt_reason", "error", "duration_s", "value")
-STATUSES = ("ok", "error", "lost")
+STATUSES = ("ok", "error", "timeout", "lost")
 
 
 # -- what a run sees -----------------------------------------------------------
@@ -124,16 +125,25 @@ def _worker_address() -> str:
 
 
 def _run_one(experiment: Experiment, fleet: str, index: int, run: str, guest: str,
-             options: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One run on a worker. Never raises for the experiment's sake: failures are outcomes."""
+             options: dict[str, Any], run_timeout: float | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One run on a worker. Never raises for the experiment's sake: failures are outcomes.
+
+    ``run_timeout`` tears the VM down under a stuck experiment, whose pending VM call
+    then fails (a worker thread cannot be killed, a VM can).
+    """
     info = RunInfo(fleet, index, run, _worker_address())
     outcome: dict[str, Any] = {"index": index, "run": run, "worker": info.worker, "status": "ok",
                                "halt_reason": None, "error": None, "value": None}
     start = time.monotonic()
     vm = None
+    expired = threading.Event()
+    watchdog = None
     token = _current.set(info)
     try:
         vm = launch(guest, name=f"{fleet}-{index}", **options)
+        if run_timeout is not None:
+            watchdog = threading.Timer(run_timeout, _expire, (vm, expired))
+            watchdog.start()
         value = experiment(vm)
         pickle.dumps(value)  # fail here, as this run's error, rather than in Dask's transport
         outcome["value"] = value
@@ -144,6 +154,11 @@ def _run_one(experiment: Experiment, fleet: str, index: int, run: str, guest: st
             outcome["halt_reason"] = e.halt.reason.name
     finally:
         _current.reset(token)
+        if watchdog is not None:
+            watchdog.cancel()
+        if expired.is_set():
+            outcome["status"] = "timeout"
+            outcome["error"] = f"run timed out after {run_timeout:g} s; VM torn down ({outcome['error']})"
         frame = empty_frame()
         if vm is not None:
             try:
@@ -159,6 +174,11 @@ def _run_one(experiment: Experiment, fleet: str, index: int, run: str, guest: st
     frame["run"] = pd.array([run] * len(frame), dtype="string")
     frame["worker"] = pd.array([info.worker] * len(frame), dtype="string")
     return outcome, frame
+
+
+def _expire(vm: Vm, expired: threading.Event) -> None:
+    expired.set()
+    vm.teardown()
 
 
 # -- clusters ------------------------------------------------------------------------
@@ -294,16 +314,21 @@ def _empty_timeline() -> pd.DataFrame:
 
 
 def run(experiment: str | Experiment, runs: int = 1, guest: str = "tmk", client: Client | None = None, *,
-        rundir: str | os.PathLike[str] | None = None, progress: bool = True, **launch_options: Any) -> FleetResult:
+        rundir: str | os.PathLike[str] | None = None, progress: bool = True, run_timeout: float | None = 600.0,
+        **launch_options: Any) -> FleetResult:
     """Run ``experiment(vm)`` on ``runs`` fresh VMs of ``guest`` across a Dask cluster.
 
     ``client`` defaults to a LocalCluster sized to this machine (closed afterwards).
     Each run's outcome is ``ok``, ``error`` (the experiment or launch raised; the
-    message is kept) or ``lost`` (the worker died or the cluster went away).
+    message is kept), ``timeout`` (still running after ``run_timeout`` seconds: its VM
+    was torn down) or ``lost`` (the worker died or the cluster went away).
     """
     experiment = _resolve_experiment(experiment)
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise PetriError(f"runs must be a positive integer, not {runs!r}")
+    if run_timeout is not None and (isinstance(run_timeout, bool) or not isinstance(run_timeout, (int, float))
+                                    or run_timeout <= 0):
+        raise PetriError(f"run_timeout must be a positive number of seconds or None, not {run_timeout!r}")
     if "name" in launch_options:
         raise PetriError("a fleet names its VMs itself; drop the name= launch option")
     # Fail here, once, rather than on every worker: bad guest names and options are LaunchErrors.
@@ -315,20 +340,21 @@ def run(experiment: str | Experiment, runs: int = 1, guest: str = "tmk", client:
     if own:
         client = local_client(min(len(os.sched_getaffinity(0)), runs))
     try:
-        return _run_fleet(client, experiment, fleet, runs, guest, launch_options, rundir, progress)
+        return _run_fleet(client, experiment, fleet, runs, guest, launch_options, rundir, progress, run_timeout)
     finally:
         if own:
             client.close()
 
 
 def _run_fleet(client: Client, experiment: Experiment, fleet: str, runs: int, guest: str,
-               options: dict[str, Any], rundir: Path, progress: bool) -> FleetResult:
+               options: dict[str, Any], rundir: Path, progress: bool, run_timeout: float | None) -> FleetResult:
     from tqdm.auto import tqdm
 
     link = dashboard(client)
     ids = [str(uuid.uuid4()) for _ in range(runs)]
     futures = {
-        client.submit(_run_one, experiment, fleet, i, ids[i], guest, options, pure=False, key=f"{fleet}-run-{i}"): i
+        client.submit(_run_one, experiment, fleet, i, ids[i], guest, options, run_timeout,
+                      pure=False, key=f"{fleet}-run-{i}"): i
         for i in range(runs)
     }
     outcomes: list[dict[str, Any]] = []

@@ -47,6 +47,11 @@ def panics_while_expecting(vm: petri_nb.Vm) -> None:
     vm.console.expect("never printed", timeout=20)
 
 
+def waits_forever(vm: petri_nb.Vm) -> None:
+    vm.console.write("hang\n")
+    vm.wait_for_halt()
+
+
 def hangs_on_one_run(marker_dir: str, hang_index: int, vm: petri_nb.Vm) -> str:
     """Run ``hang_index`` reports its worker and QEMU pids, then waits for a halt that never comes."""
     if fleet.current_run().index != hang_index:
@@ -189,6 +194,12 @@ def test_experiment_failures_are_reported_per_run(client: Client, tmp_path: Path
     assert (row["status"], row["halt_reason"]) == ("error", "PANIC")
     assert row["error"].startswith("VmHalted")
 
+    stuck = fleet.run(waits_forever, runs=1, client=client, rundir=tmp_path / "t", progress=False, run_timeout=1.5)
+    row = stuck.outcomes.iloc[0]
+    assert row["status"] == "timeout"
+    assert row["error"].startswith("run timed out after 1.5 s; VM torn down (VmGone")
+    assert "teardown()" in set(stuck.timeline["kind"])
+
 
 def test_bad_fleet_input_is_rejected_before_any_cluster_starts(tmp_path: Path):
     lock = threading.Lock()
@@ -200,6 +211,7 @@ def test_bad_fleet_input_is_rejected_before_any_cluster_starts(tmp_path: Path):
         (dict(experiment="halt-each", guest="nope"), "unknown guest 'nope'"),
         (dict(experiment="halt-each", colour="blue"), "bad launch option"),
         (dict(experiment="halt-each", name="x"), "names its VMs itself"),
+        (dict(experiment="halt-each", run_timeout=0), "run_timeout must be a positive number"),
     ]
     for kwargs, message in cases:
         with pytest.raises(petri_nb.PetriError, match=message or "not picklable"):
