@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import psutil
@@ -103,3 +105,32 @@ def test_auto_checkpoint_takes_and_prunes_checkpoints(vm: petri_nb.Vm) -> None:
     with pytest.raises(PetriError):
         vm.auto_checkpoint(every=0)
     assert count(vm) == 1
+
+
+def test_restored_qemu_still_dies_with_its_parent() -> None:
+    script = (
+        "import sys, petri_nb\n"
+        "vm = petri_nb.launch('tmk')\n"
+        "vm.restore_state(vm.save_state())\n"
+        "print(vm.aio.runtime.proc.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())  # type: ignore[union-attr]
+        assert psutil.Process(pid).name().startswith("qemu-system")
+    finally:
+        parent.kill()  # SIGKILL: no Python cleanup runs, only the parent-death signal
+        parent.wait()
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        wait_until(gone, timeout=10, what="the restored QEMU to die with its parent")
+    finally:
+        if not gone():
+            psutil.Process(pid).kill()

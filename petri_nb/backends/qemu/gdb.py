@@ -6,7 +6,8 @@ gdb attaches lazily, on the first call that needs it, to the stub's unix socket
 in the VM's run directory (``-gdb unix:...``, see command.py); it runs under the
 same parent-death guard as QEMU. While gdb is attached, QEMU's run state and
 gdb's must agree, so resuming goes through gdb (``-exec-continue``) rather than
-QMP ``cont``; a QMP ``stop`` reaches gdb by itself as a SIGINT stop.
+QMP ``cont``, and pausing through gdb (``-exec-interrupt``) rather than QMP
+``stop``, which gdb would only learn about later.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pygdbmi.gdbmiparser import parse_response
@@ -44,6 +46,7 @@ class GdbSession:
         self.running = False
         self.last_stop: dict[str, Any] = {}
         self.breakpoints: dict[int, int] = {}  # address -> gdb breakpoint number
+        self.qemu_status: Callable[[], Awaitable[str]] | None = None
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -117,11 +120,29 @@ class GdbSession:
             raise PetriTimeout(f"the guest did not stop within {timeout:g} s") from None
         return self.last_stop
 
-    async def continue_(self) -> None:
-        if not self.running:
+    async def interrupt(self) -> None:
+        """Stop a running guest and wait until gdb has seen the stop."""
+        if self.running:
             self._stopped.clear()
-            await self.command("-exec-continue")
-            self.running = True  # gdb's *running notice follows the result record
+            await self.command("-exec-interrupt")
+            await self.wait_stopped()
+
+    async def continue_(self) -> None:
+        """Let the guest run; with ``qemu_status`` set (QMP query-status), return only once QEMU
+        runs it: gdb answers as soon as it has sent the packet, before QEMU acted on it."""
+        status = self.qemu_status
+        if self.running:
+            return
+        self._stopped.clear()
+        await self.command("-exec-continue")
+        self.running = True  # gdb's *running notice follows the result record
+        if status is None:
+            return
+        deadline = time.monotonic() + GDB_TIMEOUT
+        while await status() != "running" and not self._stopped.is_set():
+            if time.monotonic() > deadline:
+                raise PetriTimeout(f"QEMU did not resume within {GDB_TIMEOUT:g} s of gdb's continue")
+            await asyncio.sleep(0.002)  # polling query-status: a few ms at most
 
     async def step(self, timeout: float = GDB_TIMEOUT) -> dict[str, Any]:
         if self.running:
@@ -134,10 +155,7 @@ class GdbSession:
     async def _stopped_for(self) -> AsyncIterator[None]:
         """gdb (all-stop) changes breakpoints and memory only while the guest is stopped."""
         was_running = self.running
-        if was_running:
-            self._stopped.clear()
-            await self.command("-exec-interrupt")
-            await self.wait_stopped()
+        await self.interrupt()
         try:
             yield
         finally:
@@ -207,6 +225,7 @@ async def session(rt: QemuRuntime) -> GdbSession:
             sink.debug_running()
 
     gdb = await GdbSession.attach(str(rt.rundir / "gdb.sock"), on_stop, on_running)
+    gdb.qemu_status = rt.status
     rt._gdb = gdb  # type: ignore[attr-defined]
     if was_running:
         await gdb.continue_()

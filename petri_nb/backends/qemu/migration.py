@@ -66,7 +66,7 @@ async def save(rt: QemuRuntime) -> bytes:
         raise PetriError(f"cannot save state while QEMU is {status}")
     was_running = status == "running"
     if was_running:
-        await rt._execute("stop")
+        await rt.pause()  # through gdb when it is attached
     try:
         await rt._execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
         rfd, wfd = os.pipe()
