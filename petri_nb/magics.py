@@ -160,8 +160,8 @@ class PetriMagics(Magics):
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
         self._current: AsyncVm | None = None
-        self._handles: dict[int, Vm] = {}
-        self._saved: dict[int, bytes] = {}
+        self._handles: dict[AsyncVm, Vm] = {}
+        self._saved: dict[AsyncVm, bytes] = {}
 
     @magic_arguments()
     @kwds(epilog=_help_epilog())
@@ -226,14 +226,16 @@ class PetriMagics(Magics):
         return self._handle(aio)
 
     def _handle(self, aio: AsyncVm) -> Vm:
-        handle = self._handles.get(id(aio))
-        if handle is None or handle.aio is not aio:
-            handle = self._handles[id(aio)] = Vm(aio)
+        handle = self._handles.get(aio)
+        if handle is None:
+            for gone in [old for old in self._handles if old.torn_down]:
+                self._forget(gone)
+            handle = self._handles[aio] = Vm(aio)
         return handle
 
     def _forget(self, aio: AsyncVm) -> None:
-        self._handles.pop(id(aio), None)
-        self._saved.pop(id(aio), None)
+        self._handles.pop(aio, None)
+        self._saved.pop(aio, None)
         if self._current is aio:
             self._current = None
 
@@ -291,11 +293,11 @@ class PetriMagics(Magics):
 
     def _save(self, vm: Vm, args: argparse.Namespace) -> PlainText:
         data = _wait(vm.aio.save_state(), f"saving {vm.name}")
-        self._saved[id(vm.aio)] = data
+        self._saved[vm.aio] = data
         return PlainText(f"saved {len(data)} bytes of state of {vm.name}")
 
     def _restore(self, vm: Vm, args: argparse.Namespace) -> PlainText:
-        data = self._saved.get(id(vm.aio))
+        data = self._saved.get(vm.aio)
         if data is None:
             raise UsageError(f"%petri restore: nothing saved for {vm.name}; run `%petri save` first")
         _wait(vm.aio.restore_state(data), f"restoring {vm.name}")

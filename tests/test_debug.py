@@ -156,3 +156,25 @@ def test_hexdump_escapes_unprintable_guest_bytes() -> None:
     dump = hexdump(b"<b>\x00\x1b[31m", addr=0x10)
     assert dump.startswith("0000000000000010  3c 62 3e 00 1b")
     assert "|<b>..[31m|" in dump
+
+
+def test_two_vcpus_and_a_panicked_vm_keep_readable_registers() -> None:
+    with petri_nb.launch("tmk", cpus=2) as vm:
+        assert sorted(set(vm.registers()["cpu"])) == [0, 1]
+        assert len(vm.registers(cpu=1)) > 20
+        vm.console.write("panic\n")
+        assert vm.wait_for_halt(timeout=10).reason is HaltReason.PANIC
+        assert vm.register("EIP") == vm.symbols()["stop"]  # parked after the pvpanic write
+        with pytest.raises(PetriError, match="halted"):
+            vm.continue_()
+
+
+def test_step_refuses_a_running_guest_and_a_vcpu_in_hlt(vm: petri_nb.Vm) -> None:
+    with pytest.raises(PetriError, match="needs a stopped guest"):
+        vm.step()
+    vm.pause()
+    if vm.register("HLT"):  # tmk idles in hlt between inputs
+        with pytest.raises(PetriError, match="halted in hlt"):
+            vm.step()
+    vm.resume()
+    assert count(vm) == 1

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pygdbmi.gdbmiparser import parse_response
 
 from ...errors import NotSupported, PetriError, PetriTimeout
+from . import cpu
 
 if TYPE_CHECKING:
     from .runtime import QemuRuntime
@@ -245,3 +246,21 @@ async def detach(rt: QemuRuntime) -> None:
         await gdb.close()
         if rt._sink is not None and hasattr(rt._sink, "debug_running"):
             rt._sink.debug_running()  # no debugger, no breakpoint stop pending
+
+
+async def step(rt: QemuRuntime) -> int:
+    """One instruction on vCPU 0; returns the new program counter.
+
+    A vCPU sitting in ``hlt`` only executes its next instruction once an interrupt
+    arrives, so a step there could wait forever: refuse it with the reason instead."""
+    debugger = await session(rt)
+    if debugger.running:
+        raise PetriError("step() needs a stopped guest: pause() it or wait for a breakpoint first")
+    regs = {r.name: r.value for r in await cpu.registers(rt) if r.cpu == 0}
+    if regs.get("HLT"):
+        raise PetriError(
+            "cannot step: vCPU 0 is halted in hlt, waiting for an interrupt; set a breakpoint where "
+            "it will wake up (e.g. the code that handles the input) and continue_() instead"
+        )
+    stop = await debugger.step()
+    return int(stop.get("frame", {}).get("addr", "0"), 16)

@@ -292,8 +292,7 @@ class QemuRuntime(Runtime):
 
     async def step(self) -> int:
         await self._refuse_if_halted("step")
-        stop = await (await gdb.session(self)).step()
-        return int(stop.get("frame", {}).get("addr", "0"), 16)
+        return await gdb.step(self)
 
     async def continue_(self) -> None:
         await self._refuse_if_halted("continue_")
