@@ -233,9 +233,6 @@ class QemuRuntime(Runtime):
         if debugger := gdb.attached(self):
             await debugger.interrupt()  # so gdb knows the guest stopped before anyone resumes it
             return
-        if debugger := gdb.attached(self):
-            await debugger.interrupt()  # so gdb knows the guest stopped before anyone resumes it
-            return
         self._own_stop = True
         await self._execute("stop")
 
