@@ -22,7 +22,7 @@ def _first(df: pd.DataFrame, **match: str) -> pd.Series:
 
 def test_tmk_run_records_every_source_in_order_with_reasons(vm: petri_nb.Vm):
     vm.console.write("echo hello-timeline\n")
-    vm.console.expect("hello-timeline")
+    vm.console.expect(r"(?m)^hello-timeline\r?\n")  # the whole line, so its row exists
     vm.pause()
     vm.resume()
     vm.reset()
