@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -39,6 +42,7 @@ def test_magics_drive_tmk_through_reset_and_poweroff_in_a_real_kernel(tmp_path: 
     nb = run_notebook(cells, tmp_path, tags={len(cells) - 1: ["raises-exception"]})
     out = [text_of(cell) for cell in nb.cells]
     assert out[0].strip() == sys.prefix  # the kernel is this venv's Python
+    assert "VmView" in out[2]  # the launched Vm displays as the live view widget
     assert "nbvm" in out[3] and "running" in out[3]
     assert "tmk: ready" in out[5]
     assert "POWER_OFF" in out[7]
@@ -156,8 +160,11 @@ def test_subcommands_return_rich_objects_and_plain_guest_text(shell: Interactive
     assert "\x1b" not in match and "<b>" in match and not hasattr(match, "_repr_html_")
     assert repr(match) == str(match)
     assert shell.run_line_magic("petri", "console --tail 1").endswith("red</b>")
+    tree = shell.run_line_magic("petri", "inspect status")
+    assert "running" in set(tree["value"].astype(str))
+    assert shell.run_line_magic("petri", "shutdown") is None  # ACPI power button: tmk ignores it
     frame = shell.run_line_magic("petri", "timeline")
-    assert {"console.write()", "console.expect()", "pause()", "resume()"} <= set(frame["kind"])
+    assert {"console.write()", "console.expect()", "pause()", "resume()", "inspect()"} <= set(frame["kind"])
     shell.run_line_magic("petri", "teardown")
     assert vm.aio.torn_down and not live_vms()
 
@@ -245,3 +252,15 @@ def test_save_and_restore_round_trip_through_the_magics(shell: InteractiveShell,
     shell.run_cell_magic("petri", "", "send count\nexpect 'count=2'")
     assert shell.run_line_magic("petri", "restore").startswith("restored ")
     assert shell.run_cell_magic("petri", "", "send count\nexpect 'count=\\d+'") == "count=2"
+
+
+def test_ctrl_c_cancels_a_wait_and_leaves_the_vm_usable(shell: InteractiveShell, vm: petri_nb.Vm):
+    shell.run_line_magic("petri", f"use {vm.name}")
+    threading.Timer(0.3, _thread.interrupt_main).start()  # what a kernel interrupt does
+    with pytest.raises(KeyboardInterrupt):
+        shell.run_line_magic("petri", "wait-halt")
+    wait_until(lambda: "CancelledError" in " ".join(vm.timeline().query("kind == 'wait_for_halt()'")["detail"]),
+               what="the cancelled wait on the timeline")
+    shell.run_line_magic("petri", "send echo after-ctrl-c")
+    assert shell.run_line_magic("petri", "expect after-ctrl-c") == "after-ctrl-c"
+    assert vm.state == "running"
