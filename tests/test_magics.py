@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -210,7 +211,8 @@ TOKENS = st.sampled_from([
 ARGS = st.one_of(st.lists(st.one_of(TOKENS, st.text(max_size=6)), max_size=5).map(" ".join), st.text(max_size=30))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The deadline includes relaunching the VM after an example tore it down; each magic call alone gets 10 s.
+@settings(max_examples=120, deadline=timedelta(seconds=20), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subcommand=st.sampled_from([*SUBCOMMANDS, "bogus"]), args=ARGS)
 def test_random_arguments_give_success_or_usage_error_quickly(shell: InteractiveShell, subcommand: str, args: str):
     current = shell.magics_manager.registry["PetriMagics"]._current
