@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     rows += control.run(rounds=2 if q else 5, per_round=30 if q else 100)
     rows += launch.run(repeats=3 if q else 9)
-    rows += soak.run_soak(n=10 if q else 50)
+    rows += soak.run_soak(n=10 if q else 60)
     rows += soak.run_scaling(resets=3 if q else 10)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = f"## Run {now}\n\n{about}\n\n{table(rows)}\n"
