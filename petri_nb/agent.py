@@ -139,7 +139,7 @@ class AsyncAgent:
     @classmethod
     async def connect(cls, vm: AsyncVm, timeout: float) -> AsyncAgent:
         """Open the channel and ping until the guest answers."""
-        reader, writer = await vm.runtime.open_agent_channel()
+        reader, writer = await vm._call("agent.connect", vm.runtime.open_agent_channel(), timeout=None)
         channel = _Channel(reader, writer)
         agent = cls(vm, channel)
         try:
@@ -274,12 +274,15 @@ _agents: weakref.WeakKeyDictionary[AsyncVm, AsyncAgent] = weakref.WeakKeyDiction
 async def agent_for(vm: AsyncVm, timeout: float) -> AsyncAgent:
     """The VM's agent, connecting on first use; pings so a rebooted guest is waited for."""
     agent = _agents.get(vm)
-    if agent is not None and agent._channel.closed:
-        await agent.close()
-        agent = None
-    if agent is None:
-        agent = _agents[vm] = await AsyncAgent.connect(vm, timeout)
-    else:
-        await vm._call("wait_for_agent", agent._ping_until_answered(), halts=True, timeout=timeout,
-                       what="the guest agent to answer")
+    if agent is not None:
+        try:
+            await vm._call("wait_for_agent", agent._ping_until_answered(), halts=True, timeout=timeout,
+                           what="the guest agent to answer")
+            return agent
+        except AgentError:
+            if not agent._channel.closed:
+                raise
+            await agent.close()  # QEMU was replaced (restore_state, a new command line): reconnect
+            del _agents[vm]
+    agent = _agents[vm] = await AsyncAgent.connect(vm, timeout)
     return agent
