@@ -60,10 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
     p_demo.add_argument("--accel", default="tcg", choices=["tcg", "kvm", "auto"])
     sub.add_parser("build-tmk", help="rebuild the tiny test kernel from source into the package")
+    p_report = sub.add_parser("report", help="run a notebook headless; write it as .ipynb, HTML and PNG figures")
+    p_report.add_argument("notebook", help="a .ipynb path or a shipped notebook's name (quickstart, reset_soak, ...)")
+    p_report.add_argument("--out", type=Path, default=None,
+                          help="output folder, also the notebook's working directory (default: out/<notebook name>)")
+    p_report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                          help="set a parameter; VALUE is read as YAML (5, 2.5, true, text)")
+    p_report.add_argument("--timeout", type=float, default=600, help="seconds each cell may take (default 600)")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             return demo(args.out, args.accel)
+        if args.command == "report":
+            from .report import main as report_main
+
+            return report_main(args.notebook, args.out, args.parameter, args.timeout)
         from .guests.tmk import build
 
         print(build())

@@ -1,0 +1,141 @@
+"""The shipped notebooks run headless (papermill, real kernels, real QEMU) and compute the right things.
+
+Each notebook prints a JSON summary in its cell tagged ``summary``; the tests assert on
+those values, on the report files (HTML, PNG figures) and on the saved runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from PIL import Image
+
+from petri_nb import PetriError, report
+
+NOTEBOOKS = sorted(report.NOTEBOOKS_DIR.glob("*.ipynb"))
+HALTS = {"poweroff": "POWER_OFF", "reset": "RESET", "triplefault": "TRIPLE_FAULT", "panic": "PANIC",
+         "hibernate": "HIBERNATE"}
+
+
+def test_all_four_notebooks_are_shipped() -> None:
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_notebook_has_no_outputs_a_parameters_cell_and_a_summary_cell(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tags = [t for c in code for t in c.metadata.get("tags", [])]
+    assert tags.count("parameters") == 1 and tags.count("summary") == 1
+    assert nb.metadata.kernelspec.name == "python3"
+    assert not nb.metadata.get("widgets"), "no stored widget state"
+
+
+def check_figures(rep: report.Report, at_least: int) -> None:
+    assert len(rep.figures) >= at_least
+    for fig in rep.figures:
+        with Image.open(fig) as im:
+            assert im.format == "PNG" and im.width > 200 and im.height > 100
+    html = rep.html.read_text()
+    assert html.count('src="data:image/png;base64,') >= at_least  # figures inline: one file to share
+
+
+def test_quickstart_report_shows_every_halt_reason_and_writes_html_and_figures(tmp_path: Path) -> None:
+    rep = report.run("quickstart", tmp_path / "out")
+    s = rep.summary
+    assert s is not None
+    assert s["halts"] == HALTS and s["all_halts_as_expected"]
+    assert s["magic_halt"] == "PANIC" and s["paused_status"] == "paused"
+    assert s["inspect_cpu_rows"] > 0
+    assert {"qmp", "runtime", "console", "halt", "inspect"} <= set(s["timeline_sources"])
+    # Figures: the screen from %petri screenshot, the timeline swimlane, the call durations.
+    check_figures(rep, 3)
+    with Image.open(rep.figures[0]) as screen:
+        assert screen.size == (720, 400)
+    assert "Every halt reason" in rep.html.read_text()
+    executed = nbformat.read(rep.notebook, as_version=4)
+    assert all(o.output_type != "error" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_reset_soak_saves_runs_that_shared_analysis_reads_from_another_folder(tmp_path: Path) -> None:
+    vms, cycles = 2, 5
+    soak = report.run("reset_soak", tmp_path / "soak", {"vms": vms, "cycles": cycles, "data_dir": "runs"})
+    s = soak.summary
+    assert s is not None and s["all_as_expected"]
+    assert s["halts"] == vms * cycles == sum(s["halt_counts"].values())
+    assert set(s["halt_counts"]) == set(HALTS.values())  # vms * cycles >= 5 covers every command
+    assert s["resets_timed"] == vms * cycles
+    assert 0 < s["ready_ms_median"] <= s["ready_ms_p95"] < 30_000
+    assert 0 <= s["outliers"] < vms * cycles
+    runs = tmp_path / "soak" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == sorted(s["run_dirs"])
+    check_figures(soak, 2)
+
+    # Another machine: the run folder moved elsewhere, the notebook given a path relative to its cwd.
+    elsewhere = tmp_path / "colleague"
+    elsewhere.mkdir()
+    shutil.move(runs, elsewhere / "team-data")
+    shared = report.run("shared_analysis", tmp_path / "shared", {"data_dir": "team-data"}, cwd=elsewhere)
+    t = shared.summary
+    assert t is not None
+    assert t["runs"] == vms and t["vms"] == [f"soak-{i}" for i in range(vms)]
+    assert sorted(t["halts_per_run"].values()) == [cycles] * vms
+    assert set(t["halt_reasons"]) == set(s["halt_counts"])
+    assert {"reset()", "wait_for_halt()", "inspect()"} <= set(t["call_kinds"])
+    assert t["reset_ms_median"] > 0
+    # The two runs are two QEMU processes: their CPU threads differ in the inspect diff.
+    assert "cpus/0/thread-id" in t["diff_paths"]
+    check_figures(shared, 2)
+
+
+@pytest.mark.slow
+def test_linux_agent_notebook_runs_the_agent_saves_restores_hotplugs_and_shuts_down(tmp_path: Path) -> None:
+    rep = report.run("linux_agent", tmp_path / "out", timeout=300)
+    s = rep.summary
+    assert s is not None
+    assert s["uname"].startswith("Linux ") and s["agent_exit_code"] == 0
+    assert s["note_after_restore"] == "written before save"
+    assert s["disk_sectors"] == 8 * 2048 and s["disk_gone_after_unplug"]
+    assert s["halt"] == "POWER_OFF"
+    check_figures(rep, 1)
+
+
+def test_unknown_notebook_and_unknown_parameter_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(PetriError, match="no notebook 'nope'.*quickstart"):
+        report.run("nope", tmp_path)
+    with pytest.raises(PetriError, match="has no parameter.*cylces.*cycles"):
+        report.run("reset_soak", tmp_path, {"cylces": 3})
+    with pytest.raises(PetriError, match="not a Python identifier"):
+        report.parse_parameters([("a-b", "1")])
+    assert report.parse_parameters([("n", "5"), ("x", "2.5"), ("on", "true"), ("s", "runs")]) == \
+        {"n": 5, "x": 2.5, "on": True, "s": "runs"}
+
+
+def test_a_failing_cell_is_reported_by_name_and_the_html_is_still_written(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('<b>guest</b> says', n)"),
+                nbformat.v4.new_code_cell("raise ValueError('boom ' + str(n))")]
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(report.NotebookFailed, match="ValueError: boom 7"):
+        report.run(path, tmp_path / "out", {"n": 7}, timeout=60)
+    html = (tmp_path / "out" / "bad.html").read_text()
+    assert "&lt;b&gt;guest&lt;/b&gt; says 7" in html and "<b>guest</b>" not in html  # output text is escaped
+
+
+def test_cli_report_bad_input_exits_2_with_a_message() -> None:
+    proc = subprocess.run([sys.executable, "-m", "petri_nb.cli", "report", "no-such-notebook"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "petri-nb: no notebook 'no-such-notebook'" in proc.stderr
