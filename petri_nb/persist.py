@@ -5,13 +5,17 @@ Layout of one run directory (``<runs dir>/<vm>-<run id>/``)::
     meta.json              vm, run, start time
     part-000000.parquet    timeline rows, in the order they were recorded, one file per flush
     part-000001.parquet    ...
+    part-000000-000255.parquet   parts 0..255 compacted into one (the originals are then removed)
     inspect-0001.parquet   one file per inspect() snapshot (path, name, value, type + t)
 
 Why part files rather than one growing file: Parquet cannot be appended to, and
 a run whose Python process is killed must stay readable up to its last flush.
 Every file is written to a hidden temp name and ``os.replace``-d into place, so a
 crash (or a full disk) mid-write never leaves a truncated file behind; readers
-only look at complete ``part-*.parquet`` files.
+only look at complete ``part-*.parquet`` files. Flushing every second makes many
+small parts in a long soak, so every ``COMPACT_EVERY`` parts (and at close) they
+are merged into one ranged part; a reader ignores parts a ranged part covers, so
+a crash between writing the merge and deleting its inputs loses and doubles nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import contextlib
 import glob
 import json
 import os
+import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,9 @@ from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
 RUNS_ENV = "PETRI_NB_RUNS"
 #: Seconds between periodic flushes of new rows while a run is being saved.
 FLUSH_INTERVAL = 1.0
+#: Part files merged into one once this many have accumulated.
+COMPACT_EVERY = 256
+_PART = re.compile(r"part-(\d{6,})(?:-(\d{6,}))?\.parquet$")
 
 
 class SaveError(PetriError):
@@ -87,7 +96,9 @@ class RunWriter:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SaveError(f"cannot create run directory {directory}: {e.strerror or e}") from e
-        self._part = len(list(directory.glob("part-*.parquet")))
+        self._part = max((hi for _, hi, _ in _part_files(directory)), default=-1) + 1
+        self._compacted = self._part  # parts below this number are not worth merging again yet
+        self._compact_lock = threading.Lock()
         meta = {"vm": timeline.vm, "run": timeline.run, "started_wall": timeline.started_wall, "format": 1}
         _atomic_write(directory / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta)))
 
@@ -101,8 +112,24 @@ class RunWriter:
             await asyncio.sleep(self.interval)  # a timer, not synchronisation
             try:
                 self.flush()
+                if self._part - self._compacted >= COMPACT_EVERY:
+                    # Off the runtime loop: merging reads hundreds of files. Parts below
+                    # self._part are never written again, so the thread only races readers.
+                    await asyncio.to_thread(self.compact)
             except SaveError:
                 pass  # kept in self.error and on the timeline; retried next time
+
+    def compact(self) -> None:
+        """Merge the part files written so far into one ranged part, then remove them."""
+        with self._compact_lock:
+            upto = self._part
+            parts = [(lo, hi, p) for lo, hi, p in _part_files(self.directory) if hi < upto]
+            if len(parts) > 1:
+                merged = self.directory / f"part-{parts[0][0]:06d}-{parts[-1][1]:06d}.parquet"
+                write_parquet(_read_files([p for _, _, p in parts]), merged)
+                for _, _, p in parts:
+                    p.unlink(missing_ok=True)
+            self._compacted = upto
 
     def flush(self) -> int:
         """Write rows not yet on disk as the next part file (and new snapshots); returns rows written."""
@@ -136,12 +163,27 @@ class RunWriter:
             self._task = None
         with contextlib.suppress(SaveError):
             self.flush()
+            self.compact()
 
 
 def read_run(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """The timeline saved in one run directory."""
-    parts = sorted(Path(directory).glob("part-*.parquet"))
-    return _read_files(parts)
+    for _ in range(3):
+        try:
+            return _read_files([p for _, _, p in _part_files(Path(directory))])
+        except FileNotFoundError:
+            continue  # a compaction removed a part after we listed it: list again
+    return _read_files([p for _, _, p in _part_files(Path(directory))])
+
+
+def _part_files(directory: Path) -> list[tuple[int, int, Path]]:
+    """(first, last, path) of the complete part files, skipping any a wider merged part covers."""
+    found = []
+    for p in directory.glob("part-*.parquet"):
+        if m := _PART.match(p.name):
+            found.append((int(m[1]), int(m[2] or m[1]), p))
+    merged = [(lo, hi) for lo, hi, _ in found if hi > lo]
+    return sorted(f for f in found if not any(lo <= f[0] and f[1] <= hi and (lo, hi) != f[:2] for lo, hi in merged))
 
 
 def _read_files(files: list[Path]) -> pd.DataFrame:
@@ -149,6 +191,8 @@ def _read_files(files: list[Path]) -> pd.DataFrame:
     for f in files:
         try:
             frames.append(pq.read_table(f).to_pandas())
+        except FileNotFoundError:
+            raise
         except Exception as e:  # not ours, or damaged by something other than a crash of ours
             raise PetriError(f"cannot read saved timeline part {f}: {e}") from e
     if not frames:
@@ -181,10 +225,14 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
     for item in items:
         for path in _expand(item):
             if path.is_dir():
-                parts = sorted(path.glob("part-*.parquet")) or sorted(path.glob("*/part-*.parquet"))
-                if not parts and not (path / "meta.json").exists():
+                if (path / "meta.json").exists() or _part_files(path):
+                    frames.extend(_by_run(read_run(path)))
+                    continue
+                runs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "meta.json").exists())
+                if not runs:
                     raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json)")
-                frames.extend(_by_run(_read_files(parts)))
+                for run in runs:
+                    frames.extend(_by_run(read_run(run)))
             elif path.suffix == ".parquet":
                 frames.extend(_by_run(_read_files([path])))
             else:

@@ -112,15 +112,25 @@ def tiny_filesystem(path: Path, size: str = "512k"):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def fill(path: Path) -> None:
+    """Write zeros until the filesystem has not a byte left (down to single-byte writes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 1 << 12, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+
+
 def test_disk_full_while_saving_is_a_clear_error_and_earlier_rows_stay(tmp_path: Path, vm: petri_nb.Vm):
     with tiny_filesystem(tmp_path / "small") as small:
         run_dir = vm.save_timeline(small, interval=60)
         first = petri_nb.read_timelines(run_dir)
         filler = small / "filler"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+        fill(filler)
+        assert os.statvfs(small).f_bavail == 0
         vm.console.write("echo after-full\n")
         vm.console.expect("after-full")
         with pytest.raises(SaveError, match="No space left on device"):

@@ -98,3 +98,23 @@ def test_when_the_run_dir_breaks_rows_are_dropped_and_counted_not_lost_silently(
     frame = tl.events
     assert sum(e.kind == "save_timeline failed" for e in frame) <= 1
     assert tl.writer.error is not None and "could not write" in str(tl.writer.error)
+
+
+def test_many_parts_are_compacted_and_a_crash_mid_compaction_doubles_nothing(tmp_path):
+    tl = Timeline("soak")
+    writer = RunWriter(tl, tmp_path / "run")
+    for i in range(30):
+        tl.record("console", "line", f"line {i}")
+        writer.flush()
+    parts = sorted((tmp_path / "run").glob("part-*.parquet"))
+    assert len(parts) == 30
+    keep = parts[3].read_bytes()
+    writer.compact()
+    assert [p.name for p in (tmp_path / "run").glob("part-*.parquet")] == ["part-000000-000029.parquet"]
+    parts[3].write_bytes(keep)  # as if the process died after writing the merge, before deleting part 3
+    tl.record("console", "line", "line 30")
+    writer.flush()
+    assert (tmp_path / "run" / "part-000030.parquet").exists()
+    assert read_run(tmp_path / "run")["detail"].tolist() == [f"line {i}" for i in range(31)]
+    again = RunWriter(tl, tmp_path / "run")  # a new writer continues the numbering
+    assert again._part == 31
