@@ -81,8 +81,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 class RunWriter:
     """Saves one Timeline into its run directory: everything so far, then new rows periodically.
 
-    All methods run on the runtime loop (the thread that appends rows), so the
-    flushed-row bookkeeping needs no lock.
+    Methods run on the runtime loop (the thread that appends rows), so the
+    flushed-row bookkeeping needs no lock; only ``compact`` may run in a worker
+    thread, and it touches nothing but part files that are no longer written.
     """
 
     def __init__(self, timeline: Timeline, directory: Path, interval: float = FLUSH_INTERVAL) -> None:
@@ -116,18 +117,26 @@ class RunWriter:
                     # Off the runtime loop: merging reads hundreds of files. Parts below
                     # self._part are never written again, so the thread only races readers.
                     await asyncio.to_thread(self.compact)
-            except SaveError:
-                pass  # kept in self.error and on the timeline; retried next time
+            except SaveError as e:
+                self.error = e  # flush() also put it on the timeline; retried next time
+            except Exception as e:  # keep flushing whatever went wrong once; say what it was
+                self.error = SaveError(f"saving {self.directory} failed: {type(e).__name__}: {e}")
 
     def compact(self) -> None:
-        """Merge the part files written so far into one ranged part, then remove them."""
+        """Merge the single part files written so far into one ranged part, then remove them.
+
+        Earlier ranged parts are left alone, so a long soak rewrites each row about twice."""
         with self._compact_lock:
             upto = self._part
-            parts = [(lo, hi, p) for lo, hi, p in _part_files(self.directory) if hi < upto]
-            if len(parts) > 1:
-                merged = self.directory / f"part-{parts[0][0]:06d}-{parts[-1][1]:06d}.parquet"
-                write_parquet(_read_files([p for _, _, p in parts]), merged)
-                for _, _, p in parts:
+            singles = [(lo, hi, p) for lo, hi, p in _part_files(self.directory) if lo == hi < upto]
+            if len(singles) > 1:
+                merged = self.directory / f"part-{singles[0][0]:06d}-{singles[-1][1]:06d}.parquet"
+                try:
+                    frame = _read_files([p for _, _, p in singles])
+                except (PetriError, OSError) as e:
+                    raise SaveError(f"could not compact {self.directory}: {e}") from e
+                write_parquet(frame, merged)
+                for _, _, p in singles:
                     p.unlink(missing_ok=True)
             self._compacted = upto
 
