@@ -73,6 +73,17 @@ def test_updated_command_line_applies_at_the_next_reset(booted: tuple[petri_nb.V
 
 
 @pytest.mark.slow
+def test_agent_call_under_which_the_guest_powers_off_raises_vm_halted(booted: tuple[petri_nb.Vm, Agent]) -> None:
+    vm, _ = booted
+    agent = vm.wait_for_agent()
+    with pytest.raises(petri_nb.VmHalted, match="POWER_OFF"):
+        agent.run("sleep 0.5; poweroff -f", timeout=60)
+    assert vm.wait_for_halt(timeout=10).reason is petri_nb.HaltReason.POWER_OFF  # still pending for the caller
+    vm.reset()
+    assert vm.wait_for_agent(timeout=120).run("echo up").stdout == b"up\n"
+
+
+@pytest.mark.slow
 def test_poweroff_by_acpi_power_button_halts_with_power_off(booted: tuple[petri_nb.Vm, Agent]) -> None:
     vm, agent = booted
     vm.wait_for_agent()  # the agent also watches the power button: it must be up
