@@ -55,6 +55,12 @@ class AsyncConsole:
             self._line_start = max(0, self._line_start - cut)
         self._grew.set()
 
+    def flush_partial_line(self) -> None:
+        """Record text after the last newline (e.g. a prompt) when no more output will come."""
+        if self._line_start < len(self._text):
+            self._vm._record("console", "line", self._text[self._line_start:].rstrip("\r"))
+            self._line_start = len(self._text)
+
     @runs_on_runtime_loop
     async def write(self, text: str | bytes) -> None:
         data = text.encode() if isinstance(text, str) else text

@@ -376,6 +376,7 @@ class AsyncVm(StateMixin, DebugMixin):
                 self.state = "torn down"
             self._gone.set()  # wake any waiter: nothing more will happen
             self.gone_reason = self.gone_reason or "torn down"
+            self.console.flush_partial_line()
             self._record("runtime", "teardown()", f"ok in {(self._timeline.now() - start) * 1000:.1f} ms", t=start)
             self._timeline.close()  # final flush of a saved run
             with _live_lock:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import petri_nb
+from petri_nb.loop import runtime_loop
 
 # The 16 text colours as QEMU's VGA renders SeaBIOS's default palette (measured).
 _LEVEL = {0: 0, 1: 87, 2: 168, 3: 255}
@@ -105,3 +106,15 @@ def test_two_vms_run_side_by_side_with_unique_names():
             b.teardown()
     finally:
         a.teardown()
+
+
+def test_a_console_line_without_newline_reaches_the_timeline_at_teardown():
+    vm = petri_nb.launch("tmk")
+    vm.console.write("draw 1\n")
+    vm.console.expect("drawn 1")  # printed with its newline: a row of its own
+    # As if the guest printed a prompt; fed on the runtime loop like real output,
+    # which runs it before the teardown queued after it.
+    runtime_loop().call_soon_threadsafe(vm.aio.console.feed, b"partial prompt> ")
+    vm.teardown()
+    lines = vm.timeline().query("source == 'console'")["detail"].tolist()
+    assert lines[-1] == "partial prompt> "
