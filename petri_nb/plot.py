@@ -58,7 +58,7 @@ def timeline(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Swimlanes, one per VM run: a marker per event (shape by source), halts as big crosses coloured by reason."""
     df = _check(df, {"vm", "run", "t", "source", "reason"})
     label, order = _lanes(df)
-    ax = _axes(ax, (10, 1.2 + 0.6 * max(1, len(order))))
+    ax = _axes(ax, (10, max(3.2, 1.2 + 0.6 * len(order))))  # tall enough for the legend
     y = label.map({name: i for i, name in enumerate(order)})
     source = df["source"].astype(str)
     for src, marker in MARKERS.items():
@@ -93,7 +93,8 @@ def halt_reasons(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.text(0.5, 0.5, "no halts", ha="center", va="center", transform=ax.transAxes)
     else:
         counts.plot.bar(stacked=True, ax=ax, color=[REASON_COLORS.get(c, "black") for c in counts.columns], rot=0)
-        ax.legend(title="reason", fontsize="small", frameon=False)
+        # Outside the axes: inside, it covers the bars of the first runs.
+        ax.legend(title="reason", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
