@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from qemu.qmp import ExecuteError, QMPClient
+from qemu.qmp import QMPClient
 
 from ...errors import PetriError, PetriTimeout
 from . import gdb
-from .process import QemuProcess
+from .instance import QemuInstance
 
 if TYPE_CHECKING:
     from .runtime import QemuRuntime
@@ -107,93 +107,37 @@ async def _wait_migrated(qmp: QMPClient) -> None:
         await asyncio.sleep(POLL)  # polling query-migrate: QEMU 7.2 sends no event without a capability
 
 
-class _Incoming:
-    """A second QEMU, started with ``-incoming defer``, that may become the VM."""
+async def start_replacement(rt: QemuRuntime, extra_args: tuple[str, ...] = ()) -> QemuInstance:
+    """A second QEMU from rt's command line (plus ``extra_args``) that may become the VM."""
+    assert rt.rundir is not None
+    return await QemuInstance.start(QMPClient(rt.name), [*rt.argv, *extra_args], rt.rundir,
+                                    failure=PetriError, what="restore", timeout=MIGRATE_TIMEOUT)
 
-    def __init__(self, rt: QemuRuntime) -> None:
-        self.rt = rt
-        self.qmp = QMPClient(rt.name)
-        self.proc: QemuProcess | None = None
-        self.exited: asyncio.Future[int] | None = None
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
 
-    async def start(self) -> None:
-        rundir = self.rt.rundir
-        assert rundir is not None
-        conn: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def on_console(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if not conn.done():
-                conn.set_result((reader, writer))
-
-        # The old QEMU keeps its connections; the socket paths are only used to connect.
-        for sock in ("qmp.sock", "console.sock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(rundir / sock)
-        server = await asyncio.start_unix_server(on_console, str(rundir / "console.sock"))
-        try:
-            await self.qmp.start_server(str(rundir / "qmp.sock"))
-            self.proc = await QemuProcess.spawn([*self.rt.argv, "-incoming", "defer"], cwd=str(rundir))
-            self.exited = asyncio.ensure_future(self.proc.wait())
-            await self._before_exit(self.qmp.accept(), "connecting to QMP")
-            self.reader, self.writer = await self._before_exit(conn, "connecting the console")
-        finally:
-            server.close()
-
-    async def _before_exit(self, aw: Any, what: str) -> Any:
-        assert self.exited is not None and self.proc is not None
-        task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task, self.exited}, timeout=MIGRATE_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if task in done and task.exception() is None:
-            return task.result()
-        task.cancel()
-        if task in done or self.exited in done:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), 3.0)
-        if self.exited.done():
-            raise PetriError(f"restore failed while {what}: {self.proc.exit_description()}")
-        if task in done:
-            exc = task.exception()
-            desc = str(exc) if isinstance(exc, ExecuteError) else repr(exc)
-            raise PetriError(f"restore failed while {what}: {desc}")
-        raise PetriTimeout(f"restore timed out after {MIGRATE_TIMEOUT:g} s {what}")
-
-    async def load(self, data: bytes) -> str:
-        """Feed the stream; returns the run state QEMU ends in (``paused``, ``shutdown``...)."""
-        rfd, wfd = os.pipe()
-        try:
-            await _pass_fd(self.qmp, rfd, "petri-restore")
-        except BaseException:
-            os.close(wfd)
-            raise
-        finally:
-            os.close(rfd)
-        writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
-        try:
-            await self._before_exit(self.qmp.execute("migrate-incoming", {"uri": "fd:petri-restore"}),
-                                    "starting the incoming migration")
-            deadline = time.monotonic() + MIGRATE_TIMEOUT
-            while True:
-                status = (await self._before_exit(self.qmp.execute("query-status"), "loading the state"))["status"]
-                if status != "inmigrate":
-                    return status
-                if time.monotonic() > deadline:
-                    raise PetriTimeout(f"loading the state did not finish within {MIGRATE_TIMEOUT:g} s")
-                await asyncio.sleep(POLL)  # polling: no completion event without the events capability
-        finally:
-            await writing
-
-    async def discard(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(Exception):
-            await self.qmp.disconnect()
-        if self.writer is not None:
-            self.writer.close()
+async def _load(inst: QemuInstance, data: bytes) -> str:
+    """Feed the stream; returns the run state QEMU ends in (``paused``, ``shutdown``...)."""
+    rfd, wfd = os.pipe()
+    try:
+        await _pass_fd(inst.qmp, rfd, "petri-restore")
+    except BaseException:
+        os.close(wfd)
+        raise
+    finally:
+        os.close(rfd)
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
+    try:
+        await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": "fd:petri-restore"}),
+                               "starting the incoming migration")
+        deadline = time.monotonic() + MIGRATE_TIMEOUT
+        while True:
+            status = (await inst.before_exit(inst.qmp.execute("query-status"), "loading the state"))["status"]
+            if status != "inmigrate":
+                return status
+            if time.monotonic() > deadline:
+                raise PetriTimeout(f"loading the state did not finish within {MIGRATE_TIMEOUT:g} s")
+            await asyncio.sleep(POLL)  # polling: no completion event without the events capability
+    finally:
+        await writing
 
 
 async def restore(rt: QemuRuntime, data: bytes) -> str:
@@ -206,31 +150,30 @@ async def restore(rt: QemuRuntime, data: bytes) -> str:
             f"restore_state(): these {len(data)} bytes are not a QEMU migration stream "
             f"(it starts with {STREAM_MAGIC!r}); pass what save_state() returned"
         )
-    incoming = _Incoming(rt)
+    incoming = await start_replacement(rt, ("-incoming", "defer"))
     try:
-        await incoming.start()
-        status = await incoming.load(data)
+        status = await _load(incoming, data)
     except BaseException:
         await incoming.discard()
         raise
     await gdb.detach(rt)  # its stub goes with the old QEMU; breakpoints are not part of the state
-    await _adopt(rt, incoming)
+    await adopt(rt, incoming)
     return status
 
 
-async def _adopt(rt: QemuRuntime, new: _Incoming) -> None:
+async def adopt(rt: QemuRuntime, new: QemuInstance) -> None:
     """Make the restored QEMU this VM's process; the old one is quit without a ``gone`` report."""
-    assert new.proc is not None and new.exited is not None and new.reader is not None
+    assert new.proc is not None and new.exited is not None and new.console_reader is not None
     old_proc, old_qmp, old_console = rt.proc, rt.qmp, rt._console
     for task in rt._tasks:  # watch_exit first of all: the old process is about to exit on purpose
         task.cancel()
     await asyncio.gather(*rt._tasks, return_exceptions=True)
-    rt.proc, rt._exited, rt.qmp, rt._console = new.proc, new.exited, new.qmp, new.writer  # type: ignore[assignment]
+    rt.proc, rt._exited, rt.qmp, rt._console = new.proc, new.exited, new.qmp, new.console_writer
     rt._cpu_log_offset = 0  # the new QEMU truncated cpu.log
     rt.mapper.restarted()
     rt._tasks = [
         asyncio.ensure_future(rt._watch_exit()),
-        asyncio.ensure_future(rt._pump_console(new.reader)),
+        asyncio.ensure_future(rt._pump_console(new.console_reader)),
         asyncio.ensure_future(rt._pump_events()),
     ]
     if old_proc is not None:

@@ -21,6 +21,7 @@ from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
 from .hotplug import PcieHotplug
 from .inspect import QmpInspector
+from .instance import QemuInstance
 from .process import QemuProcess
 from .screen import screendump
 
@@ -76,45 +77,14 @@ class QemuRuntime(Runtime):
     async def _start(self) -> None:
         self.rundir = Path(tempfile.mkdtemp(prefix=f"petri_nb-{self.name}-"))  # mode 0700
         self.argv = build_command(self.config, self.rundir, self.accel)
-        console_conn: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def on_console(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if not console_conn.done():
-                console_conn.set_result((reader, writer))
-
-        console_server = await asyncio.start_unix_server(on_console, str(self.rundir / "console.sock"))
-        try:
-            await self.qmp.start_server(str(self.rundir / "qmp.sock"))
-            self.proc = await QemuProcess.spawn(self.argv, cwd=str(self.rundir))
-            self._exited = asyncio.ensure_future(self.proc.wait())
-            self._tasks.append(asyncio.ensure_future(self._watch_exit()))
-            await self._before_exit(self.qmp.accept(), "waiting for QEMU's QMP connection")
-            reader, self._console = await self._before_exit(console_conn, "waiting for the console")
-        finally:
-            console_server.close()
-        self._tasks.append(asyncio.ensure_future(self._pump_console(reader)))
+        inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
+                                        what="QEMU", timeout=START_TIMEOUT)
+        self.proc, self._exited, self._console = inst.proc, inst.exited, inst.console_writer
+        assert inst.console_reader is not None
+        self._tasks.append(asyncio.ensure_future(self._watch_exit()))
+        self._tasks.append(asyncio.ensure_future(self._pump_console(inst.console_reader)))
         self._tasks.append(asyncio.ensure_future(self._pump_events()))
         await self.qmp.execute("cont")
-
-    async def _before_exit(self, aw: Any, what: str) -> Any:
-        """Await ``aw`` unless QEMU exits first (e.g. it rejected its command line)."""
-        assert self._exited is not None and self.proc is not None
-        task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task, self._exited}, timeout=START_TIMEOUT,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if task in done and task.exception() is None:
-            return task.result()
-        task.cancel()
-        if task in done:  # e.g. QMP hung up: QEMU is exiting, let it say why
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), QUIT_GRACE)
-        if self._exited.done():
-            raise LaunchError(f"QEMU failed while {what}: {self.proc.exit_description()}")
-        if task in done:
-            raise LaunchError(f"QEMU failed while {what}: {task.exception()!r}")
-        raise PetriTimeout(f"timed out after {START_TIMEOUT:g} s {what}")
 
     # -- background tasks --------------------------------------------------
 

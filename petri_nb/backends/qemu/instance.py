@@ -1,0 +1,99 @@
+"""One QEMU process, connected: its QMP session and its console stream, CPUs still stopped (-S).
+
+Launch, restore_state() and update_command_line() all start a QEMU the same way; only
+the argv and what a failure is called differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import ExecuteError, QMPClient
+
+from ...errors import PetriError, PetriTimeout
+from .process import QemuProcess
+
+#: How long a QEMU that hung up may take to exit and say why.
+EXIT_GRACE = 3.0
+
+
+class QemuInstance:
+    """A started QEMU. ``failure`` names the operation in errors ("launch", "restore")."""
+
+    def __init__(self, qmp: QMPClient, failure: type[PetriError], what: str, timeout: float) -> None:
+        self.qmp = qmp
+        self._failure = failure
+        self._what = what
+        self._timeout = timeout
+        self.proc: QemuProcess | None = None
+        self.exited: asyncio.Task[int] | None = None
+        self.console_reader: asyncio.StreamReader | None = None
+        self.console_writer: asyncio.StreamWriter | None = None
+
+    @classmethod
+    async def start(cls, qmp: QMPClient, argv: list[str], rundir: Path, *, failure: type[PetriError],
+                    what: str, timeout: float) -> QemuInstance:
+        """Listen on the run directory's sockets, spawn QEMU and wait until it connected to both."""
+        inst = cls(qmp, failure, what, timeout)
+        try:
+            await inst._connect(argv, rundir)
+        except BaseException:
+            await inst.discard()
+            raise
+        return inst
+
+    async def _connect(self, argv: list[str], rundir: Path) -> None:
+        conn: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def on_console(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not conn.done():
+                conn.set_result((reader, writer))
+
+        # A QEMU this one replaces keeps its connections; the paths are only for connecting.
+        for sock in ("qmp.sock", "console.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(rundir / sock)
+        server = await asyncio.start_unix_server(on_console, str(rundir / "console.sock"))
+        try:
+            await self.qmp.start_server(str(rundir / "qmp.sock"))
+            self.proc = await QemuProcess.spawn(argv, cwd=str(rundir))
+            self.exited = asyncio.ensure_future(self.proc.wait())
+            await self.before_exit(self.qmp.accept(), "waiting for QEMU's QMP connection")
+            self.console_reader, self.console_writer = await self.before_exit(conn, "waiting for the console")
+        finally:
+            server.close()
+
+    async def before_exit(self, aw: Any, what: str) -> Any:
+        """Await ``aw`` unless QEMU exits first (e.g. it rejected its command line or the state)."""
+        assert self.exited is not None and self.proc is not None
+        task = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({task, self.exited}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task in done and task.exception() is None:
+            return task.result()
+        task.cancel()
+        if done:  # QEMU hung up or exited: let it say why
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), EXIT_GRACE)
+        if self.exited.done():
+            raise self._failure(f"{self._what} failed while {what}: {self.proc.exit_description()}")
+        if task in done:
+            exc = task.exception()
+            desc = str(exc) if isinstance(exc, ExecuteError) else repr(exc)
+            raise self._failure(f"{self._what} failed while {what}: {desc}")
+        raise PetriTimeout(f"{self._what} timed out after {self._timeout:g} s {what}")
+
+    async def discard(self) -> None:
+        """Kill a QEMU that did not become (or no longer is) the VM's."""
+        if self.proc is not None:
+            self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(Exception):
+            await self.qmp.disconnect()
+        if self.console_writer is not None:
+            self.console_writer.close()
