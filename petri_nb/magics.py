@@ -19,6 +19,7 @@ import shlex
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,8 +27,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments
 
+from .agent import AgentResult
+from .debug import hexdump
 from .errors import PetriError
 from .loop import runtime_loop
+from .state import Checkpoint
 from .vm import AsyncVm, Vm, launch_async, live_vms
 
 #: Control characters a terminal or notebook would interpret (ANSI escapes, bells,
@@ -68,6 +72,32 @@ def _count(text: str) -> int:
     return value
 
 
+def _index(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
+    return value
+
+
+_SYMBOL = re.compile(r"[A-Za-z_.$][\w.$]*")
+
+
+def _where(text: str) -> int | str:
+    """An address (0x hex, decimal) or a kernel symbol name."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        if _SYMBOL.fullmatch(text):
+            return text
+        raise argparse.ArgumentTypeError(f"not an address (0x..., decimal) or symbol name: {text!r}") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"address out of range [0, 2**64): {text!r}")
+    return value
+
+
 def _arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return flags, options
 
@@ -81,6 +111,8 @@ class Subcommand:
     handler: str
     args: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
     needs_vm: bool = True
+    #: Groups of arguments of which at most one may be given (argparse mutually exclusive groups).
+    exclusive: tuple[tuple[tuple[tuple[str, ...], dict[str, Any]], ...], ...] = ()
     #: AsyncVm method this subcommand calls when another module has added it.
     requires: str | None = None
     parser: MagicArgumentParser = field(init=False, compare=False, repr=False)
@@ -89,6 +121,10 @@ class Subcommand:
         parser = MagicArgumentParser(prog=f"petri {self.name}", description=self.help)
         for flags, options in self.args:
             parser.add_argument(*flags, **options)
+        for group_args in self.exclusive:
+            group = parser.add_mutually_exclusive_group()
+            for flags, options in group_args:
+                group.add_argument(*flags, **options)
         object.__setattr__(self, "parser", parser)
 
     def usage(self) -> str:
@@ -129,6 +165,48 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
                    _arg("regex", help="Python regular expression"),
                    _arg("--timeout", type=_seconds, default=30.0, help="seconds to wait (default 30)"),
                )),
+    Subcommand("run", "Run CMD with the guest's /bin/sh through the guest agent (Linux guest); show its output and "
+               "exit code. In %%petri, a first line `run [--timeout S]` makes the rest of the cell one script.",
+               "_run", (
+                   _arg("--timeout", type=_seconds, default=60.0, help="kill the command after S seconds (default 60)"),
+                   _arg("command", nargs=argparse.REMAINDER, help="shell command (the rest of the line, as typed)"),
+               ), requires="wait_for_agent"),
+    Subcommand("regs", "Registers (of vCPU N, only NAMEs if given) as a DataFrame.", "_regs", (
+        _arg("--cpu", type=_index, default=None, help="vCPU index (default: all)"),
+        _arg("names", nargs="*", metavar="NAME", help="register names, e.g. EIP CR0 CS.base"),
+    ), requires="registers"),
+    Subcommand("x", "Hexdump LEN bytes of guest memory at ADDR (virtual unless --phys).", "_x", (
+        _arg("addr", type=_where, metavar="ADDR", help="address (0x..., decimal) or kernel symbol"),
+        _arg("length", type=_count, nargs="?", default=64, metavar="LEN", help="bytes (default 64)"),
+        _arg("--phys", action="store_true", help="ADDR is a guest-physical address"),
+    ), requires="read_memory"),
+    Subcommand("dis", "Disassemble COUNT instructions at ADDR or SYMBOL (default: the current one) as a DataFrame.",
+               "_dis", (
+                   _arg("addr", type=_where, nargs="?", default=None, metavar="ADDR", help="address or symbol"),
+                   _arg("-n", dest="count", type=_count, default=20, metavar="COUNT", help="instructions (default 20)"),
+               ), requires="disassemble"),
+    Subcommand("break", "Set a breakpoint at ADDR or SYMBOL (or remove it with --delete).", "_break", (
+        _arg("addr", type=_where, metavar="ADDR", help="address or symbol"),
+        _arg("--delete", action="store_true", help="remove the breakpoint instead"),
+    ), requires="break_at"),
+    Subcommand("step", "Execute one instruction of the stopped guest; show the new program counter.", "_step",
+               requires="step"),
+    Subcommand("continue", "Let a guest stopped at a breakpoint (or paused) run again.", "_continue",
+               requires="continue_"),
+    Subcommand("checkpoint", "Keep the VM state in memory under NAME (default cp-N).", "_checkpoint",
+               (_arg("name", nargs="?", default=None, help="checkpoint name"),), requires="checkpoint"),
+    Subcommand("rewind", "Go back to checkpoint NAME (default: the latest).", "_rewind",
+               (_arg("name", nargs="?", default=None, help="checkpoint name"),), requires="rewind"),
+    Subcommand("checkpoints", "The checkpoints taken so far as a DataFrame.", "_checkpoints", requires="checkpoints"),
+    Subcommand("fleet", "Run a built-in EXPERIMENT on N fresh VMs on a Dask cluster; the outcomes as a DataFrame.",
+               "_fleet", (
+                   _arg("experiment", help="built-in experiment name, e.g. halt-each"),
+                   _arg("-n", dest="runs", type=_count, required=True, metavar="N", help="number of runs"),
+                   _arg("--rundir", default=None, metavar="DIR", help="where timelines and outcomes go"),
+               ), needs_vm=False, exclusive=((
+                   _arg("--workers", type=_count, default=None, metavar="W", help="local cluster of W workers"),
+                   _arg("--address", default=None, metavar="ADDR", help="existing Dask scheduler address"),
+               ),)),
     Subcommand("teardown", "Stop the current VM (or all of them) and free everything.", "_teardown",
                (_arg("--all", action="store_true", help="tear down every running VM"),), needs_vm=False),
 )}
@@ -145,6 +223,13 @@ def _help_epilog() -> str:
         "`%petri help` (or -h, --help) shows this text. %%petri runs one subcommand per line and",
         "stops at the first failure; blank lines and lines starting with # are skipped. Errors are",
         "reported as one-line UsageErrors.",
+        "",
+        "Exception: when the first line of a %%petri cell (or the %%petri line itself) is",
+        "`run [--timeout S]`, the rest of the cell is one shell script run in the guest:",
+        "    %%petri run --timeout 30",
+        "    cd /tmp",
+        "    ls -l | head",
+        "ADDR is hex (0x...), decimal or a kernel symbol name (tmk has symbols).",
     ]
     return "\n".join(lines)
 
@@ -172,10 +257,19 @@ class PetriMagics(Magics):
         """Drive petri_nb VMs: `%petri SUBCOMMAND [ARGS]`, or one subcommand per line in `%%petri`."""
         if cell is None:
             return self.run_line(line)
+        if _is_run(line):
+            return self.run_script(line, cell)
         if line.strip():
-            raise UsageError("%%petri takes no arguments on its first line; put one subcommand per line")
+            raise UsageError("%%petri takes no arguments on its first line (except `run`); put one subcommand per line")
+        lines = cell.splitlines()
+        first = next((i for i, text in enumerate(lines) if text.strip() and not text.lstrip().startswith("#")), None)
+        if first is not None and _is_run(lines[first]):
+            try:
+                return self.run_script(lines[first], "\n".join(lines[first + 1:]))
+            except UsageError as e:
+                raise UsageError(f"line {first + 1}: {e}") from None
         result = None
-        for number, text in enumerate(cell.splitlines(), 1):
+        for number, text in enumerate(lines, 1):
             if not text.strip() or text.lstrip().startswith("#"):
                 continue
             if result is not None:
@@ -209,6 +303,29 @@ class PetriMagics(Magics):
             args = sub.parser.parse_args(top.args)
         except UsageError as e:
             raise UsageError(f"%petri {sub.name}: {_one_line(e)}") from None
+        if sub.name == "run":
+            args.script = _raw_command(line, len(tokens) - len(args.command))
+        return self._dispatch(sub, args)
+
+    def run_script(self, line: str, script: str) -> Any:
+        """``run [--timeout S]`` followed by a script: run the script in the guest as one command."""
+        if not script.strip():
+            return self.run_line(line)
+        try:
+            tokens = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(f"%petri run: cannot split arguments: {e}") from None
+        sub = SUBCOMMANDS["run"]
+        try:
+            args = sub.parser.parse_args(tokens[1:])
+        except UsageError as e:
+            raise UsageError(f"%petri run: {_one_line(e)}") from None
+        if args.command:
+            raise UsageError("%petri run: give the command on the `run` line or as the rest of the cell, not both")
+        args.script = script
+        return self._dispatch(sub, args)
+
+    def _dispatch(self, sub: Subcommand, args: argparse.Namespace) -> Any:
         vm = self._current_vm() if sub.needs_vm else None
         if sub.requires and vm is not None and not callable(getattr(vm.aio, sub.requires, None)):
             raise UsageError(f"%petri {sub.name}: not available yet (this petri_nb has no AsyncVm.{sub.requires})")
@@ -318,6 +435,91 @@ class PetriMagics(Magics):
                       f"waiting for {regex.pattern!r} on {vm.name}'s console", timeout=args.timeout)
         return PlainText(match.group(0))
 
+    def _run(self, vm: Vm, args: argparse.Namespace) -> RunOutput:
+        if not args.script.strip():
+            raise UsageError("%petri run: needs a command (or, in %%petri, a script after the `run` line)")
+
+        async def run() -> AgentResult:
+            agent = await vm.aio.wait_for_agent()
+            return await agent.run(args.script, timeout=args.timeout)
+
+        return RunOutput(_wait(run(), f"running a command in {vm.name}", timeout=args.timeout))
+
+    def _regs(self, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
+        frame = _wait(vm.aio.registers(args.cpu), f"reading {vm.name}'s registers")
+        if not args.names:
+            return frame
+        known = {name.upper(): name for name in frame["register"]}
+        wanted = [known.get(name.upper()) for name in args.names]
+        unknown = [name for name, found in zip(args.names, wanted, strict=True) if found is None]
+        if unknown:
+            raise UsageError(f"%petri regs: unknown register {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(sorted(set(frame['register'])))}")
+        return frame[frame["register"].isin(wanted)].reset_index(drop=True)
+
+    def _x(self, vm: Vm, args: argparse.Namespace) -> PlainText:
+        addr = _resolve(vm, args.addr)
+        memory = _wait(vm.aio.read_memory(addr, args.length, args.phys), f"reading {vm.name}'s memory")
+        return PlainText(hexdump(memory, addr))
+
+    def _dis(self, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
+        return _wait(vm.aio.disassemble(args.addr, args.count), f"disassembling {vm.name}")
+
+    def _break(self, vm: Vm, args: argparse.Namespace) -> PlainText:
+        addr = _resolve(vm, args.addr)
+        if args.delete:
+            _wait(vm.aio.remove_breakpoint(addr), f"removing a breakpoint from {vm.name}")
+            return PlainText(f"breakpoint at {_describe(vm, addr)} removed")
+        _wait(vm.aio.break_at(addr), f"setting a breakpoint in {vm.name}")
+        return PlainText(f"breakpoint at {_describe(vm, addr)}")
+
+    def _step(self, vm: Vm, args: argparse.Namespace) -> PlainText:
+        pc = _wait(vm.aio.step(), f"stepping {vm.name}")
+        return PlainText(f"stopped at {_describe(vm, pc)}")
+
+    def _continue(self, vm: Vm, args: argparse.Namespace) -> None:
+        _wait(vm.aio.continue_(), f"continuing {vm.name}")
+
+    def _checkpoint(self, vm: Vm, args: argparse.Namespace) -> PlainText:
+        cp = _wait(vm.aio.checkpoint(args.name), f"checkpointing {vm.name}")
+        return PlainText(f"checkpoint {cp.name}: {cp.size} bytes at uptime {cp.t:.3f} s")
+
+    def _rewind(self, vm: Vm, args: argparse.Namespace) -> PlainText:
+        cp = _wait(vm.aio.rewind(args.name), f"rewinding {vm.name}")
+        return PlainText(f"rewound {vm.name} to checkpoint {cp.name} (uptime {cp.t:.3f} s)")
+
+    def _checkpoints(self, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
+        return checkpoints_frame(vm.checkpoints())
+
+    def _fleet(self, _: None, args: argparse.Namespace) -> pd.DataFrame:
+        from IPython.display import display
+
+        from . import fleet
+
+        if args.experiment not in fleet.EXPERIMENTS:
+            raise UsageError(f"%petri fleet: unknown experiment {args.experiment!r}; "
+                             f"built-in experiments: {', '.join(sorted(fleet.EXPERIMENTS))}")
+        if args.rundir is not None:
+            try:
+                Path(args.rundir).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"%petri fleet: cannot use run directory {args.rundir!r}: {_one_line(e)}") from None
+        client = None
+        if args.address is not None:
+            client = fleet.connect(args.address)
+        elif args.workers is not None:
+            client = fleet.local_client(args.workers)
+        try:
+            result = fleet.run(args.experiment, runs=args.runs, client=client, rundir=args.rundir)
+        finally:
+            if client is not None:
+                client.close()
+        counts = result.halt_counts().rename_axis("halt_reason").rename("runs")
+        display(counts.to_frame())
+        outcomes = result.outcomes
+        outcomes.attrs["rundir"] = str(result.rundir)
+        return outcomes
+
     def _teardown(self, _: None, args: argparse.Namespace) -> None:
         if args.all:
             targets = live_vms()
@@ -326,6 +528,76 @@ class PetriMagics(Magics):
         for aio in targets:
             _wait(aio.teardown(), f"tearing down {aio.name}")
             self._forget(aio)
+
+
+class RunOutput(PlainText):
+    """A guest command's exit code, stdout and stderr as plain text; ``.result`` is the AgentResult."""
+
+    result: AgentResult
+
+    def __new__(cls, result: AgentResult) -> RunOutput:
+        parts = [f"exit code {result.exit_code}" + ("" if result.ok else " (failed)")
+                 + f" after {result.duration_s:.2f} s"]
+        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if data:
+                parts.append(f"--- {name} ---\n" + data.decode(errors="replace").rstrip("\n"))
+        obj = super().__new__(cls, "\n".join(parts))
+        obj.result = result
+        return obj
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.exit_code
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def checkpoints_frame(checkpoints: list[Checkpoint]) -> pd.DataFrame:
+    """One row per checkpoint, oldest first."""
+    frame = pd.DataFrame({
+        "name": pd.array([cp.name for cp in checkpoints], dtype="string"),
+        "uptime_s": pd.array([cp.t for cp in checkpoints], dtype="float64"),
+        "bytes": pd.array([cp.size for cp in checkpoints], dtype="int64"),
+        "save_s": pd.array([cp.save_s for cp in checkpoints], dtype="float64"),
+    })
+    return frame
+
+
+def _is_run(line: str) -> bool:
+    return line.split(None, 1)[:1] == ["run"]
+
+
+def _raw_command(line: str, skip: int) -> str:
+    """The command as typed after ``skip`` tokens (quotes, pipes and spacing kept), minus a leading ``--``."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    for _ in range(skip):
+        lexer.get_token()
+    rest = lexer.instream.read().strip()
+    if rest == "--" or rest.startswith("-- "):
+        rest = rest[2:].strip()
+    return rest
+
+
+def _resolve(vm: Vm, where: int | str) -> int:
+    if isinstance(where, int):
+        return where
+    symbols = vm.symbols()
+    if where not in symbols:
+        raise PetriError(f"unknown symbol {where!r}" + ("" if symbols else ": the guest kernel has no symbols"))
+    return symbols[where]
+
+
+def _describe(vm: Vm, addr: int) -> str:
+    """``0x... (symbol+off)`` for an address inside a known symbol."""
+    best = max(((a, n) for n, a in vm.symbols().items() if a <= addr), default=None)
+    if best is None or addr - best[0] >= 1 << 16:
+        return f"0x{addr:x}"
+    offset = addr - best[0]
+    return f"0x{addr:x} ({best[1]}{f'+0x{offset:x}' if offset else ''})"
 
 
 def _wait(coro: Coroutine[Any, Any, Any], what: str, timeout: float | None = None) -> Any:

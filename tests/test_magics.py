@@ -102,6 +102,33 @@ BAD_INPUTS = [
     ("expect", "required: regex"),
     ("expect x --timeout inf", "positive, finite"),
     ("teardown now", "unrecognized arguments: now"),
+    ("run", "no current VM"),
+    ("run --timeout 0 true", "positive, finite"),
+    ("run --bogus", "unrecognized arguments: --bogus"),
+    ("regs --cpu -1", "must be 0 or more"),
+    ("regs --cpu one", "not a whole number"),
+    ("x", "required: ADDR"),
+    ("x 0x10 0", "at least 1"),
+    ("x 'a b'", "not an address"),
+    ("x -5", "address out of range"),
+    ("x 0x1 2 3", "unrecognized arguments: 3"),
+    ("dis -n 0", "at least 1"),
+    ("dis 1 2", "unrecognized arguments: 2"),
+    ("dis 0x1ffffffffffffffff", "out of range"),
+    ("break", "required: ADDR"),
+    ("break --delete", "required: ADDR"),
+    ("break 1+2", "not an address"),
+    ("step 2", "unrecognized arguments: 2"),
+    ("continue now", "unrecognized arguments: now"),
+    ("checkpoint a b", "unrecognized arguments: b"),
+    ("rewind a b", "unrecognized arguments: b"),
+    ("checkpoints all", "unrecognized arguments: all"),
+    ("fleet", "required: experiment, -n"),
+    ("fleet halt-each", "required: -n"),
+    ("fleet halt-each -n 0", "at least 1"),
+    ("fleet halt-each -n 2 --workers 1 --address tcp://127.0.0.1:1", "not allowed with argument"),
+    ("fleet nope -n 2", "unknown experiment 'nope'; built-in experiments: halt-each"),
+    ("fleet halt-each -n 1 --workers 0", "at least 1"),
 ]
 
 
@@ -119,7 +146,7 @@ def test_bad_input_is_a_one_line_usage_error(shell: InteractiveShell, line: str,
 
 
 def test_vm_subcommands_without_a_vm_say_how_to_get_one(shell: InteractiveShell):
-    valid_args = {"send": " hello", "expect": " hello"}
+    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0"}
     for name, sub in SUBCOMMANDS.items():
         if sub.needs_vm or name == "teardown":
             with pytest.raises(UsageError, match="no current VM; start one with `%petri launch`"):
@@ -135,6 +162,17 @@ def test_runtime_errors_become_usage_errors_naming_the_cause(shell: InteractiveS
         f"launch --name {vm.name}": "already running",
         "inspect no/such/path": "inspect: .*no/such",
         "shutdown --reboot": "shutdown: AgentError",
+        "run true": "run: AgentError: VM .* has no guest agent",
+        "regs --cpu 3": "regs: PetriError: no vCPU 3",
+        "regs EIP XYZ": "regs: unknown register 'XYZ'; known: .*EIP",
+        "x 0x40000000 16": "x: PetriError: cannot read 16 bytes at virtual address 0x40000000",
+        "x nope": "x: PetriError: unknown symbol 'nope'",
+        "dis nope": "dis: PetriError: unknown symbol 'nope'",
+        "dis -n 10001": "dis: PetriError: count must be",
+        "break --delete 0x100000": "break: PetriError: no breakpoint at",
+        "rewind": "rewind: PetriError: .*no checkpoint taken yet",
+        "checkpoint ''": "checkpoint: PetriError: checkpoint name must be a non-empty string",
+        "fleet halt-each -n 1 --rundir /proc/nope": "fleet: cannot use run directory '/proc/nope'",
     }
     for name in ("shutdown", "inspect", "save", "restore"):
         sub = SUBCOMMANDS[name]
@@ -206,6 +244,7 @@ def test_help_documents_every_subcommand(shell: InteractiveShell):
 
 TOKENS = st.sampled_from([
     "--timeout", "--tail", "--name", "--accel", "--allow-reset", "--reboot", "--all", "--path", "-x", "--", "-",
+    "--cpu", "--phys", "--delete", "-n", "0xb8000", "run_command", "EIP",
     "0", "-1", "0.05", "2", "nan", "inf", "1e400", "x", "(", "[", "'", '"', "\\", "=", "a b", "\x00", "é",
 ])
 ARGS = st.one_of(st.lists(st.one_of(TOKENS, st.text(max_size=6)), max_size=5).map(" ".join), st.text(max_size=30))
