@@ -594,7 +594,7 @@ def _resolve(vm: Vm, where: int | str) -> int:
 def _describe(vm: Vm, addr: int) -> str:
     """``0x... (symbol+off)`` for an address inside a known symbol."""
     best = max(((a, n) for n, a in vm.symbols().items() if a <= addr), default=None)
-    if best is None or addr - best[0] >= 1 << 16:
+    if best is None or addr - best[0] >= 0x1000:
         return f"0x{addr:x}"
     offset = addr - best[0]
     return f"0x{addr:x} ({best[1]}{f'+0x{offset:x}' if offset else ''})"
