@@ -142,14 +142,13 @@ class DebugMixin:
 
     # -- the EventSink side: gdb reports stops here, on the runtime loop --------
 
-    def _breakpoint_event(self: AsyncVm) -> asyncio.Event:  # type: ignore[misc]
-        if not hasattr(self, "_bp_signal"):
-            self._bp_signal = asyncio.Event()
-            self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
-        return self._bp_signal
+    def _init_debug(self) -> None:
+        """Called from AsyncVm.__init__."""
+        self._bp_signal = asyncio.Event()
+        self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
 
     def _breakpoint_stop(self: AsyncVm) -> Stop | None:  # type: ignore[misc]
-        return self._bp_stops[-1] if self._breakpoint_event().is_set() else None
+        return self._bp_stops[-1] if self._bp_signal.is_set() else None
 
     def debug_stopped(self: AsyncVm, payload: dict[str, Any]) -> None:  # type: ignore[misc]
         reason = payload.get("reason", "")
@@ -159,13 +158,12 @@ class DebugMixin:
             addr = 0
         if reason in HIT_REASONS:
             stop = Stop(addr, reason, self.uptime, payload)
-            event = self._breakpoint_event()
             self._bp_stops.append(stop)
-            event.set()
+            self._bp_signal.set()
             self._record("runtime", "breakpoint", f"{reason} at 0x{addr:x}", payload)
 
     def debug_running(self: AsyncVm) -> None:  # type: ignore[misc]
-        self._breakpoint_event().clear()
+        self._bp_signal.clear()
 
     # -- reads -------------------------------------------------------------------
 

@@ -44,17 +44,16 @@ class Checkpoint:
 class StateMixin:
     """save_state / restore_state / verify_save_restore / checkpoint / rewind for AsyncVm."""
 
-    def _state_attrs(self: AsyncVm) -> None:  # type: ignore[misc]
-        if not hasattr(self, "_checkpoints"):
-            self._checkpoints: dict[str, Checkpoint] = {}
-            self._checkpoint_names = itertools.count(1)
-            self._state_lock = asyncio.Lock()
-            self._auto_task: asyncio.Task[None] | None = None
+    def _init_state(self) -> None:
+        """Called from AsyncVm.__init__."""
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._checkpoint_names = itertools.count(1)
+        self._state_lock = asyncio.Lock()
+        self._auto_task: asyncio.Task[None] | None = None
 
     @runs_on_runtime_loop
     async def save_state(self: AsyncVm) -> bytes:  # type: ignore[misc]
         """The whole VM state (QEMU migration stream); a running VM is paused for it and resumed."""
-        self._state_attrs()
         async with self._state_lock:
             start = time.monotonic()
             data = await self._call("save_state", self.runtime.save_state(), timeout=STATE_TIMEOUT)
@@ -69,7 +68,6 @@ class StateMixin:
 
         Pending halts are dropped: the restored machine has not halted. Bad bytes
         raise PetriError and leave the VM as it was."""
-        self._state_attrs()
         async with self._state_lock:
             status = await self._call("restore_state", self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
             self._acknowledge_halts()
@@ -112,7 +110,6 @@ class StateMixin:
     @runs_on_runtime_loop
     async def checkpoint(self: AsyncVm, name: str | None = None) -> Checkpoint:  # type: ignore[misc]
         """Keep the current state in memory under ``name`` (default ``cp-N``); on the timeline."""
-        self._state_attrs()
         if name is None:
             name = f"cp-{next(self._checkpoint_names)}"
         elif not isinstance(name, str) or not name:
@@ -129,13 +126,11 @@ class StateMixin:
 
     def checkpoints(self: AsyncVm) -> list[Checkpoint]:  # type: ignore[misc]
         """Checkpoints taken so far, oldest first."""
-        self._state_attrs()
         return list(self._checkpoints.values())
 
     @runs_on_runtime_loop
     async def rewind(self: AsyncVm, name: str | None = None, resume: bool = True) -> Checkpoint:  # type: ignore[misc]
         """Go back to checkpoint ``name`` (default: the latest); the console and timeline go on."""
-        self._state_attrs()
         if not self._checkpoints:
             raise PetriError("rewind(): no checkpoint taken yet; call checkpoint() first")
         if name is None:
@@ -160,7 +155,6 @@ class StateMixin:
     async def auto_checkpoint(self: AsyncVm, every: float | None = 5.0, keep: int = 5) -> None:  # type: ignore[misc]
         """Take a checkpoint ``auto-N`` every ``every`` seconds while running, keeping the last ``keep``;
         ``every=None`` stops."""
-        self._state_attrs()
         if self._auto_task is not None:
             self._auto_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

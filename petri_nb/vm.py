@@ -87,6 +87,8 @@ class AsyncVm(StateMixin, DebugMixin):
         self.gone_reason: str | None = None
         self.state = "starting"
         self.torn_down = False
+        self._init_state()
+        self._init_debug()
 
     def __repr__(self) -> str:
         return f"<AsyncVm {self.name} guest={self.guest.name} state={self.state}>"
@@ -166,7 +168,7 @@ class AsyncVm(StateMixin, DebugMixin):
         watchers = {asyncio.ensure_future(self._gone.wait())}
         if halts:
             watchers.add(asyncio.ensure_future(self._halt_signal.wait()))
-            watchers.add(asyncio.ensure_future(self._breakpoint_event().wait()))
+            watchers.add(asyncio.ensure_future(self._bp_signal.wait()))
         try:
             done, _ = await asyncio.wait({task, *watchers}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if task not in done and done:
