@@ -83,10 +83,13 @@ class AsyncVm(StateMixin, DebugMixin):
         self.halts: list[Halt] = []
         self._pending: collections.deque[Halt] = collections.deque()
         self._halt_signal = asyncio.Event()
-        self._gone = asyncio.Event()
+        # Done once QEMU is gone or torn down: a plain future, awaited by every call's race
+        # without a watcher task of its own (control calls are the hot path).
+        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.gone_reason: str | None = None
         self.state = "starting"
         self.torn_down = False
+        self.calls_in_flight = 0  # runtime calls awaiting an answer right now
         self._init_state()
         self._init_debug()
 
@@ -133,7 +136,7 @@ class AsyncVm(StateMixin, DebugMixin):
     def gone(self, reason: str) -> None:
         self.gone_reason = reason
         self.state = "gone"
-        self._gone.set()
+        self._mark_gone()
         self._record("runtime", "gone", reason)
 
     # -- racing ----------------------------------------------------------------
@@ -141,14 +144,19 @@ class AsyncVm(StateMixin, DebugMixin):
     def _check_usable(self) -> None:
         if self.torn_down:
             raise PetriError(f"VM {self.name} was torn down")
-        if self._gone.is_set():
+        if self._gone.done():
             raise VmGone(f"VM {self.name} is gone: {self.gone_reason}")
+
+    def _mark_gone(self) -> None:
+        if not self._gone.done():
+            self._gone.set_result(None)
 
     async def _call(self, name: str, aw: Awaitable[T], *, halts: bool = False,
                     timeout: float | None = CONTROL_TIMEOUT, what: str = "") -> T:
         """Run one runtime call: raced against VM loss (and halts), bounded, on the timeline."""
         start = self._timeline.now()
         outcome, error = "ok", ""
+        self.calls_in_flight += 1
         try:
             self._check_usable()
             return await self._race(aw, name, halts=halts, timeout=timeout, what=what)
@@ -156,6 +164,7 @@ class AsyncVm(StateMixin, DebugMixin):
             outcome, error = "error", f"{type(e).__name__}: {e}"
             raise
         finally:
+            self.calls_in_flight -= 1
             if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED:
                 aw.close()
             duration = self._timeline.now() - start
@@ -165,12 +174,13 @@ class AsyncVm(StateMixin, DebugMixin):
 
     async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, timeout: float | None, what: str) -> T:
         task = asyncio.ensure_future(aw)
-        watchers = {asyncio.ensure_future(self._gone.wait())}
+        watchers: set[asyncio.Future[Any]] = set()
         if halts:
             watchers.add(asyncio.ensure_future(self._halt_signal.wait()))
             watchers.add(asyncio.ensure_future(self._bp_signal.wait()))
         try:
-            done, _ = await asyncio.wait({task, *watchers}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({task, self._gone, *watchers}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
             if task not in done and done:
                 # The VM halted or vanished; the call may still finish with what already arrived.
                 done, _ = await asyncio.wait({task}, timeout=HALT_GRACE)
@@ -180,10 +190,10 @@ class AsyncVm(StateMixin, DebugMixin):
                 except PetriError:
                     raise
                 except Exception as e:
-                    if self._gone.is_set():
+                    if self._gone.done():
                         raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
                     raise
-            if self._gone.is_set() and not (halts and self._pending):
+            if self._gone.done() and not (halts and self._pending):
                 raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
             if halts and self._pending:
                 raise VmHalted(self._pending[0], f"{name}()")
@@ -297,14 +307,12 @@ class AsyncVm(StateMixin, DebugMixin):
 
     async def _next_halt(self) -> Halt:
         while not self._pending:
-            gone = asyncio.ensure_future(self._gone.wait())
             signal = asyncio.ensure_future(self._halt_signal.wait())
             try:
-                await asyncio.wait({gone, signal}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({self._gone, signal}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                gone.cancel()
                 signal.cancel()
-            if not self._pending and self._gone.is_set():
+            if not self._pending and self._gone.done():
                 raise VmGone(f"VM {self.name} is gone while waiting for a halt: {self.gone_reason}")
         halt = self._pending.popleft()
         if not self._pending:
@@ -376,7 +384,7 @@ class AsyncVm(StateMixin, DebugMixin):
         finally:
             if self.state != "gone":
                 self.state = "torn down"
-            self._gone.set()  # wake any waiter: nothing more will happen
+            self._mark_gone()  # wake any waiter: nothing more will happen
             self.gone_reason = self.gone_reason or "torn down"
             self.console.flush_partial_line()
             self._record("runtime", "teardown()", f"ok in {(self._timeline.now() - start) * 1000:.1f} ms", t=start)
