@@ -477,22 +477,19 @@ gfx_frame:
 fill_bar:                       /* EAX colour, EBX x: a BAR_W wide full-height column */
     mov edi, [gfx_fb]
     lea edi, [edi + ebx * 4]
+    mov esi, BAR_W
     mov edx, GFX_H
-1:  mov ecx, BAR_W
-    push edi
-    rep stosd
-    pop edi
-    add edi, GFX_W * 4
-    dec edx
-    jnz 1b
-    ret
+    jmp fill_rect
 
 fill_square:                    /* EAX colour, EBX index: 16x16 at (16 + 24 * index, 16) */
     imul edi, ebx, 24 * 4
     add edi, [gfx_fb]
     add edi, (16 * GFX_W + 16) * 4
+    mov esi, 16
     mov edx, 16
-1:  mov ecx, 16
+
+fill_rect:                      /* EAX colour, EDI top left, ESI width, EDX height (pixels) */
+1:  mov ecx, esi
     push edi
     rep stosd
     pop edi
