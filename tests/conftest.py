@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 import petri_nb
+from petri_nb.magics import PetriMagics
+from petri_nb.vm import live_vms
 
 
 def our_qemus() -> list[psutil.Process]:
@@ -60,3 +63,16 @@ def vm() -> Iterator[petri_nb.Vm]:
         yield machine
     finally:
         machine.teardown()
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """An in-process IPython shell with the extension loaded; its VMs are torn down afterwards."""
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "petri_nb")
+    ip.register_magics(PetriMagics)  # a fresh current-VM state for every test
+    try:
+        yield ip
+    finally:
+        for aio in live_vms():
+            petri_nb.Vm(aio).teardown()

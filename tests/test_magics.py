@@ -6,7 +6,6 @@ import _thread
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from nbrun import html_of, run_notebook, text_of
 from PIL import Image
 
 import petri_nb
-from petri_nb.magics import SUBCOMMANDS, PetriMagics
+from petri_nb.magics import SUBCOMMANDS
 from petri_nb.vm import live_vms
 
 
@@ -54,19 +53,6 @@ def test_magics_drive_tmk_through_reset_and_poweroff_in_a_real_kernel(tmp_path: 
     # IPython shows a UsageError as one line on stderr, no traceback.
     assert [(o.output_type, o.get("name")) for o in nb.cells[12].outputs] == [("stream", "stderr")]
     assert out[12].startswith("UsageError: %petri: no current VM") and out[12].count("\n") == 1
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    """An in-process IPython shell with the extension loaded; its VMs are torn down afterwards."""
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "petri_nb")
-    ip.register_magics(PetriMagics)  # a fresh current-VM state for every test
-    try:
-        yield ip
-    finally:
-        for aio in live_vms():
-            petri_nb.Vm(aio).teardown()
 
 
 BAD_INPUTS = [

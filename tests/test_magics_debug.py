@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,21 +14,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from linux_vm import booted_linux
 
 import petri_nb
-from petri_nb.magics import PetriMagics, RunOutput
+from petri_nb.magics import RunOutput
 from petri_nb.vm import live_vms
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    """An in-process IPython shell with the extension loaded; its VMs are torn down afterwards."""
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "petri_nb")
-    ip.register_magics(PetriMagics)  # a fresh current-VM state for every test
-    try:
-        yield ip
-    finally:
-        for aio in live_vms():
-            petri_nb.Vm(aio).teardown()
 
 
 def petri(shell: InteractiveShell, line: str) -> object:
