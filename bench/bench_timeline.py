@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.bench_timeline
 
 1. 1,000,000 synthetic events -> DataFrame: Timeline.to_frame vs building the
-   same typed frame from a list of dicts (medians of 3).
+   same typed frame from a list of dicts (medians of 3); that frame's atomic Parquet
+   write and its read back through read_timelines.
 2. Full ``inspect()`` of the tmk q35 VM: time and QMP round trips (and a subtree).
 3. Runtime-call overhead, recording on vs off: ``status()`` (one QMP round trip)
    and a no-op ``_call`` on the runtime loop (the recording cost alone). Rounds
@@ -15,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 
 import petri_nb
 from petri_nb.loop import run_sync
+from petri_nb.persist import read_timelines, write_parquet
 from petri_nb.timeline import DTYPES, SOURCES, Timeline, _to_json
 
 N_EVENTS = 1_000_000
@@ -59,8 +63,15 @@ def bench_frame() -> dict[str, float]:
     record_us = (time.perf_counter() - t0) / N_EVENTS * 1e6
     ours = _best_of(tl.to_frame)
     dicts = _best_of(lambda: _dict_frame(tl))
+    frame = tl.to_frame()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.parquet"
+        write = _best_of(lambda: write_parquet(frame, path))
+        read = _best_of(lambda: read_timelines(path))
+        size = path.stat().st_size
     return {"events": N_EVENTS, "record_us_per_event": record_us, "to_frame_s": ours, "list_of_dicts_s": dicts,
-            "ratio_ours_vs_dicts": ours / dicts}
+            "ratio_ours_vs_dicts": ours / dicts, "parquet_write_s": write, "read_timelines_s": read,
+            "parquet_MiB": size / 2**20}
 
 
 def bench_inspect(vm: petri_nb.Vm) -> dict[str, float]:
