@@ -6,15 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(qemu-system-x86 gcc binutils python3-venv python3-dev chromium fonts-dejavu-core util-linux busybox-static qemu-utils libc6-dev gdb)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if ((${#missing[@]})); then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "setup: installing Debian packages: ${missing[*]}"
+# The Linux guest fetches Debian's current kernel with `apt-get download`: the archive drops
+# old kernel versions, so package lists older than a day are refreshed.
+fresh_lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -n 1)
+if ((${#missing[@]})) || [ -z "$fresh_lists" ]; then
+    echo "setup: refreshing Debian package lists"
     $sudo apt-get update -qq
+fi
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
