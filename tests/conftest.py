@@ -38,8 +38,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
 
 
 @pytest.fixture(autouse=True)
-def no_qemu_left_behind() -> Iterator[None]:
+def no_qemu_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test no QEMU of ours is left (modules that share one VM check at their end)."""
     yield
+    if getattr(request.module, "VM_SHARED_ACROSS_TESTS", False):
+        return
     leftovers: list[psutil.Process] = []
 
     def none_left() -> bool:

@@ -11,11 +11,8 @@ from linux_vm import booted_linux
 import petri_nb
 from petri_nb.agent import Agent
 
-
-@pytest.fixture(autouse=True)
-def no_qemu_left_behind() -> Iterator[None]:
-    """Overrides the per-test leak check: this module's VM lives across tests (checked at module end)."""
-    yield
+#: This module's Linux VM lives across tests; linux_vm.booted_linux checks for leftovers at the end.
+VM_SHARED_ACROSS_TESTS = True
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,8 @@ from petri_nb.guests import linux
 MARK = "petri_nb.test_mark=42"
 
 
-@pytest.fixture(autouse=True)
-def no_qemu_left_behind() -> Iterator[None]:
-    """Overrides the per-test leak check: this module's VM lives across tests (checked at module end)."""
-    yield
+#: This module's Linux VM lives across tests; linux_vm.booted_linux checks for leftovers at the end.
+VM_SHARED_ACROSS_TESTS = True
 
 
 @pytest.fixture(scope="module")
