@@ -69,14 +69,7 @@ async def save(rt: QemuRuntime) -> bytes:
         await rt.pause()  # through gdb when it is attached
     try:
         await rt._execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-        rfd, wfd = os.pipe()
-        try:
-            await _pass_fd(rt.qmp, wfd, "petri-save")
-        except BaseException:
-            os.close(rfd)
-            raise
-        finally:
-            os.close(wfd)
+        rfd = await _pipe_for_qemu(rt.qmp, "petri-save", qemu_reads=False)
         reading = asyncio.ensure_future(asyncio.to_thread(_read_all, rfd))
         try:
             await rt._execute("migrate", {"uri": "fd:petri-save"})
@@ -107,23 +100,30 @@ async def _wait_migrated(qmp: QMPClient) -> None:
         await asyncio.sleep(POLL)  # polling query-migrate: QEMU 7.2 sends no event without a capability
 
 
-async def start_replacement(rt: QemuRuntime, extra_args: tuple[str, ...] = ()) -> QemuInstance:
+async def _pipe_for_qemu(qmp: QMPClient, fdname: str, *, qemu_reads: bool) -> int:
+    """A pipe whose one end QEMU gets as ``fdname`` (for an ``fd:`` URI); returns our end."""
+    rfd, wfd = os.pipe()
+    theirs, ours = (rfd, wfd) if qemu_reads else (wfd, rfd)
+    try:
+        await _pass_fd(qmp, theirs, fdname)
+    except BaseException:
+        os.close(ours)
+        raise
+    finally:
+        os.close(theirs)
+    return ours
+
+
+async def start_replacement(rt: QemuRuntime, extra_args: tuple[str, ...] = (), what: str = "restore") -> QemuInstance:
     """A second QEMU from rt's command line (plus ``extra_args``) that may become the VM."""
     assert rt.rundir is not None
     return await QemuInstance.start(QMPClient(rt.name), [*rt.argv, *extra_args], rt.rundir,
-                                    failure=PetriError, what="restore", timeout=MIGRATE_TIMEOUT)
+                                    failure=PetriError, what=what, timeout=MIGRATE_TIMEOUT)
 
 
 async def _load(inst: QemuInstance, data: bytes) -> str:
     """Feed the stream; returns the run state QEMU ends in (``paused``, ``shutdown``...)."""
-    rfd, wfd = os.pipe()
-    try:
-        await _pass_fd(inst.qmp, rfd, "petri-restore")
-    except BaseException:
-        os.close(wfd)
-        raise
-    finally:
-        os.close(rfd)
+    wfd = await _pipe_for_qemu(inst.qmp, "petri-restore", qemu_reads=True)
     writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
     try:
         await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": "fd:petri-restore"}),

@@ -34,7 +34,7 @@ def set_command_line(rt: QemuRuntime, command_line: str) -> None:
 
 async def relaunch(rt: QemuRuntime) -> None:
     """Replace rt's QEMU by a fresh one started from ``rt.argv`` and let it run."""
-    fresh = await migration.start_replacement(rt)  # starts paused (-S), like any launch
+    fresh = await migration.start_replacement(rt, what="relaunch")  # starts paused (-S), like any launch
     await migration.adopt(rt, fresh)
     rt.hotplug.plugged.clear()  # the new QEMU has only the command line's devices
     await rt._execute("cont")
