@@ -28,3 +28,6 @@ class Halt:
 
     def __str__(self) -> str:
         return f"{self.reason.name}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"Halt({self.reason.name}, {self.detail!r}, t={self.t:.3f})"
