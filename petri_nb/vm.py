@@ -402,7 +402,9 @@ class AsyncVm(StateMixin, DebugMixin):
 
 async def _launch(guest: str, name: str | None, accel: str, **options: Any) -> AsyncVm:
     spec = get_guest(guest)
-    config = spec.config(accel=accel, **options)
+    # Building a guest's config may fetch and build (the Linux guest's kernel and initramfs):
+    # off the runtime loop, so running VMs stay serviced meanwhile.
+    config = await asyncio.to_thread(spec.config, accel=accel, **options)
     name = _claim_name(name, spec.name)
     try:
         vm = AsyncVm(name, spec, QemuRuntime(config, name))

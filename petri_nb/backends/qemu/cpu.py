@@ -16,9 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from qemu.qmp import ExecuteError
-
 from ...errors import PetriError
+from .refused import QemuRefused
 
 if TYPE_CHECKING:
     from .runtime import QemuRuntime
@@ -107,10 +106,10 @@ async def read_memory(rt: QemuRuntime, addr: int, size: int, physical: bool = Fa
     if not physical:
         args["cpu-index"] = cpu
     try:
-        await rt.qmp.execute("pmemsave" if physical else "memsave", args)
+        await rt._execute("pmemsave" if physical else "memsave", args)
         with open(path, "rb") as f:
             data = f.read()
-    except ExecuteError as e:
+    except QemuRefused as e:
         space = "physical" if physical else "virtual"
         raise PetriError(
             f"cannot read {size} bytes at {space} address 0x{addr:x}: {e} "

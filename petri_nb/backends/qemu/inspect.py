@@ -14,10 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from qemu.qmp import ExecuteError, QMPClient
-
 from ...errors import PetriError
 from ...inspect import InspectNode
+from .refused import QemuRefused
 
 #: QMP commands in flight at once during a walk.
 CONCURRENCY = 64
@@ -26,8 +25,8 @@ CONCURRENCY = 64
 class QmpInspector:
     """One inspect() call: builds the tree and counts its QMP round trips."""
 
-    def __init__(self, qmp: QMPClient, accel: str) -> None:
-        self.qmp = qmp
+    def __init__(self, execute: Callable[[str, dict[str, Any] | None], Awaitable[Any]], accel: str) -> None:
+        self.execute = execute
         self.accel = accel
         self.round_trips = 0
         self._sem = asyncio.Semaphore(CONCURRENCY)
@@ -44,12 +43,12 @@ class QmpInspector:
     async def _execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         async with self._sem:
             self.round_trips += 1
-            return await self.qmp.execute(cmd, args)
+            return await self.execute(cmd, args)
 
     async def _query(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         try:
             return await self._execute(cmd, args)
-        except ExecuteError as e:
+        except QemuRefused as e:
             return {"error": e}
 
     async def _kvm_stats(self) -> Any:
@@ -94,7 +93,7 @@ class QmpInspector:
     async def _qom_object(self, name: str, qom_path: str) -> InspectNode:
         try:
             props = await self._execute("qom-list", {"path": qom_path})
-        except ExecuteError as e:
+        except QemuRefused as e:
             raise PetriError(f"inspect: QEMU has no object at {qom_path}: {e}") from None
         node = InspectNode(name)
         children = [p for p in props if p["type"].startswith("child<")]
@@ -112,7 +111,7 @@ class QmpInspector:
     async def _qom_get(self, qom_path: str, prop: str) -> Any:
         try:
             return await self._execute("qom-get", {"path": qom_path, "property": prop})
-        except ExecuteError as e:  # some properties cannot be read (write-only, unset links)
+        except QemuRefused as e:  # some properties cannot be read (write-only, unset links)
             return f"<error: {e}>"
 
 

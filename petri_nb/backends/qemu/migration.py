@@ -21,6 +21,7 @@ from qemu.qmp import QMPClient
 from ...errors import PetriError, PetriTimeout
 from . import gdb
 from .instance import QemuInstance
+from .screen import Execute
 
 if TYPE_CHECKING:
     from .runtime import QemuRuntime
@@ -54,9 +55,9 @@ def _write_all(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-async def _pass_fd(qmp: QMPClient, fd: int, name: str) -> None:
+async def _pass_fd(qmp: QMPClient, execute: Execute, fd: int, name: str) -> None:
     qmp.send_fd_scm(fd)
-    await qmp.execute("getfd", {"fdname": name})
+    await execute("getfd", {"fdname": name})
 
 
 async def save(rt: QemuRuntime) -> bytes:
@@ -69,14 +70,17 @@ async def save(rt: QemuRuntime) -> bytes:
         await rt.pause()  # through gdb when it is attached
     try:
         await rt._execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-        rfd = await _pipe_for_qemu(rt.qmp, "petri-save", qemu_reads=False)
+        rfd = await _pipe_for_qemu(rt.qmp, rt._execute, "petri-save", qemu_reads=False)
         reading = asyncio.ensure_future(asyncio.to_thread(_read_all, rfd))
         try:
             await rt._execute("migrate", {"uri": "fd:petri-save"})
-            await _wait_migrated(rt.qmp)
+            await _wait_migrated(rt)
         except BaseException:
             with contextlib.suppress(Exception):
-                await rt.qmp.execute("migrate_cancel")
+                await rt._execute("migrate_cancel")
+            # A migrate QEMU refused never took the pipe: close QEMU's end so the reader sees EOF.
+            with contextlib.suppress(Exception):
+                await rt._execute("closefd", {"fdname": "petri-save"})
             raise
         finally:
             data = await reading  # QEMU closes its end when migration ends either way
@@ -86,10 +90,10 @@ async def save(rt: QemuRuntime) -> bytes:
     return data
 
 
-async def _wait_migrated(qmp: QMPClient) -> None:
+async def _wait_migrated(rt: QemuRuntime) -> None:
     deadline = time.monotonic() + MIGRATE_TIMEOUT
     while True:
-        info = await qmp.execute("query-migrate")
+        info = await rt._execute("query-migrate")
         status = info.get("status")  # type: ignore[union-attr]
         if status == "completed":
             return
@@ -100,12 +104,12 @@ async def _wait_migrated(qmp: QMPClient) -> None:
         await asyncio.sleep(POLL)  # polling query-migrate: QEMU 7.2 sends no event without a capability
 
 
-async def _pipe_for_qemu(qmp: QMPClient, fdname: str, *, qemu_reads: bool) -> int:
+async def _pipe_for_qemu(qmp: QMPClient, execute: Execute, fdname: str, *, qemu_reads: bool) -> int:
     """A pipe whose one end QEMU gets as ``fdname`` (for an ``fd:`` URI); returns our end."""
     rfd, wfd = os.pipe()
     theirs, ours = (rfd, wfd) if qemu_reads else (wfd, rfd)
     try:
-        await _pass_fd(qmp, theirs, fdname)
+        await _pass_fd(qmp, execute, theirs, fdname)
     except BaseException:
         os.close(ours)
         raise
@@ -123,7 +127,9 @@ async def start_replacement(rt: QemuRuntime, extra_args: tuple[str, ...] = (), w
 
 async def _load(inst: QemuInstance, data: bytes) -> str:
     """Feed the stream; returns the run state QEMU ends in (``paused``, ``shutdown``...)."""
-    wfd = await _pipe_for_qemu(inst.qmp, "petri-restore", qemu_reads=True)
+    wfd = await _pipe_for_qemu(
+        inst.qmp, lambda cmd, args: inst.before_exit(inst.qmp.execute(cmd, args), "passing the state pipe"),
+        "petri-restore", qemu_reads=True)
     writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
     try:
         await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": "fd:petri-restore"}),

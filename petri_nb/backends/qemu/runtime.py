@@ -23,6 +23,7 @@ from .hotplug import PcieHotplug
 from .inspect import QmpInspector
 from .instance import QemuInstance
 from .process import QemuProcess
+from .refused import QemuRefused
 from .screen import screendump
 
 # qemu.qmp logs connection failures at ERROR; we raise them as exceptions instead.
@@ -143,10 +144,11 @@ class QemuRuntime(Runtime):
     # -- runtime calls -----------------------------------------------------
 
     async def _execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        """Every QMP command of this VM goes through here, so QMP failures surface as PetriErrors."""
         try:
             return await self.qmp.execute(cmd, args)
         except ExecuteError as e:
-            raise PetriError(f"QEMU refused {cmd}: {e}") from e
+            raise QemuRefused(cmd, e) from e
         except (QMPError, OSError, EOFError) as e:
             raise await self._link_lost(cmd, e) from e
 
@@ -223,12 +225,7 @@ class QemuRuntime(Runtime):
     async def screenshot(self) -> Image.Image:
         assert self.rundir is not None
         async with self._screen_lock:
-            try:
-                return await screendump(self.qmp, self.rundir / "screen.ppm")
-            except (QMPError, OSError, EOFError) as e:
-                if isinstance(e, ExecuteError):
-                    raise
-                raise await self._link_lost("screendump", e) from e
+            return await screendump(self._execute, self.rundir / "screen.ppm")
 
     async def write_console(self, data: bytes) -> None:
         assert self._console is not None
@@ -293,7 +290,7 @@ class QemuRuntime(Runtime):
         await self._execute("system_powerdown")
 
     async def inspect(self, path: str | None = None) -> tuple[InspectNode, dict[str, Any]]:
-        return await QmpInspector(self.qmp, self.accel).inspect(path)
+        return await QmpInspector(self._execute, self.accel).inspect(path)
 
     # -- teardown ------------------------------------------------------------
 
