@@ -16,7 +16,8 @@ from .loop import run_sync, runs_on_runtime_loop
 if TYPE_CHECKING:
     from .vm import AsyncVm
 
-#: Text kept in memory per VM; older text is dropped (and counted) beyond this.
+#: Text kept in memory per VM (up to 1/8 more between trims); older text is dropped and
+#: counted in ``dropped_chars``.
 MAX_TEXT = 4 * 1024 * 1024
 DEFAULT_EXPECT_TIMEOUT = 30.0
 
@@ -38,6 +39,14 @@ class AsyncConsole:
         """Everything the guest printed (up to MAX_TEXT of the newest text)."""
         return self._text
 
+    @property
+    def last_line(self) -> str:
+        """The newest line, complete or not, without its newline (cheap: no copy of the text)."""
+        end = len(self._text)
+        while end and self._text[end - 1] in "\r\n":
+            end -= 1
+        return self._text[self._text.rfind("\n", 0, end) + 1:end].rstrip("\r")
+
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self._text.splitlines()[-lines:])
 
@@ -47,7 +56,7 @@ class AsyncConsole:
         while (nl := self._text.find("\n", self._line_start)) >= 0:
             self._vm._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
             self._line_start = nl + 1
-        if len(self._text) > MAX_TEXT:
+        if len(self._text) > MAX_TEXT + MAX_TEXT // 8:  # trim in steps, not on every chunk
             cut = len(self._text) - MAX_TEXT
             self._text = self._text[cut:]
             self.dropped_chars += cut
@@ -96,6 +105,14 @@ class Console:
     @property
     def text(self) -> str:
         return self.aio.text
+
+    @property
+    def last_line(self) -> str:
+        """The newest line, complete or not, without its newline (cheap: no copy of the text)."""
+        end = len(self._text)
+        while end and self._text[end - 1] in "\r\n":
+            end -= 1
+        return self._text[self._text.rfind("\n", 0, end) + 1:end].rstrip("\r")
 
     def tail(self, lines: int = 20) -> str:
         return self.aio.tail(lines)

@@ -89,12 +89,11 @@ class VmView(anywidget.AnyWidget):
     def _sync_status(self) -> None:
         vm = self.vm
         halt = vm.last_halt
-        lines = vm.console.text.rstrip("\r\n").rsplit("\n", 1)
         # Traitlets only sends values that changed, so a static VM costs nothing here.
         self.state = vm.state
         self.halt_reason = halt.reason.name if halt else ""
         self.halt_detail = halt.detail if halt else ""
-        self.console_line = lines[-1].strip("\r")[-CONSOLE_SNIPPET:]
+        self.console_line = vm.console.last_line[-CONSOLE_SNIPPET:]
 
     # -- kernel side: messages from the browser ----------------------------------
 
