@@ -38,7 +38,7 @@ def test_our_own_quit_is_not_a_halt_but_other_host_causes_are():
 
 
 def test_kvm_internal_error_status_is_other_with_qemus_message():
-    halt = HaltMapper.from_status("internal-error", "warning: x | KVM internal error. Suberror: 1 | junk")
+    halt = HaltMapper.from_status("internal-error", ["warning: x", "KVM internal error. Suberror: 1", "junk"])
     assert halt.reason is HaltReason.OTHER
     assert halt.detail == "internal-error: KVM internal error. Suberror: 1"
-    assert HaltMapper.from_status("paused", "") is None
+    assert HaltMapper.from_status("paused", []) is None

@@ -79,12 +79,12 @@ class HaltMapper:
         return Halt(HaltReason.OTHER, f"shutdown: {cause}", data=raw)
 
     @staticmethod
-    def from_status(status: str, stderr_tail: str) -> Halt | None:
+    def from_status(status: str, stderr_tail: list[str]) -> Halt | None:
         """Run states that stop the guest without a SHUTDOWN event (e.g. a KVM internal error)."""
         if status == "internal-error":
-            errors = [ln for ln in stderr_tail.split(" | ") if "error" in ln.lower() or "failure" in ln.lower()]
+            errors = [ln for ln in stderr_tail if "error" in ln.lower() or "failure" in ln.lower()]
             detail = "internal-error: " + (" | ".join(errors)[:300] or "no message from QEMU")
-            return Halt(HaltReason.OTHER, detail, data={"status": status, "stderr": stderr_tail})
+            return Halt(HaltReason.OTHER, detail, data={"status": status, "stderr": " | ".join(stderr_tail)})
         if status == "io-error":
             return Halt(HaltReason.OTHER, "io-error: a disk request failed", data={"status": status})
         return None

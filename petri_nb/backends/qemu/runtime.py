@@ -14,6 +14,7 @@ from PIL import Image
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
+from ...halt import Halt
 from ...inspect import InspectNode
 from ..base import EventSink, Runtime
 from . import agent_port, cpu, gdb, migration, relaunch
@@ -31,6 +32,8 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
+#: Bound on the query-status the event pump makes after an unexplained STOP.
+STATUS_TIMEOUT = 5.0
 FIRMWARE_REBOOT_TIMEOUT = 5.0
 #: How long a broken QMP call waits for QEMU's exit to be reaped before blaming the link.
 LINK_LOST_GRACE = 0.5
@@ -115,19 +118,19 @@ class QemuRuntime(Runtime):
             if halt is None and name == "STOP":
                 if self._own_stop:  # our pause(): asking QEMU why would only delay the next call
                     self._own_stop = False
-                else:
+                elif not self._halted:  # the STOP that follows a halt needs no explanation
                     halt = await self._halt_from_status()
             if halt is not None:
                 self._halted = True
                 self._sink.halted(halt)
 
-    async def _halt_from_status(self):
+    async def _halt_from_status(self) -> Halt | None:
+        """Why QEMU stopped the CPUs on its own (e.g. a KVM internal error), as a halt if it is one."""
         try:
-            status = (await self.qmp.execute("query-status"))["status"]  # type: ignore[index]
-        except Exception:
-            return None
-        tail = " | ".join(self.proc.stderr_tail) if self.proc else ""
-        return HaltMapper.from_status(status, tail)
+            status = (await asyncio.wait_for(self._execute("query-status"), STATUS_TIMEOUT))["status"]
+        except (PetriError, asyncio.TimeoutError):
+            return None  # a lost link is reported by the exit watcher; a wedged QEMU by the calls
+        return HaltMapper.from_status(status, list(self.proc.stderr_tail) if self.proc else [])
 
     def _read_cpu_log(self) -> str:
         if self.rundir is None:
