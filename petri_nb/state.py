@@ -51,13 +51,29 @@ class StateMixin:
         self._state_lock = asyncio.Lock()
         self._auto_task: asyncio.Task[None] | None = None
 
+    async def _save(self: AsyncVm, call: str) -> tuple[bytes, float]:  # type: ignore[misc]
+        """(state, seconds taken): the one way save_state() and checkpoint() take a state."""
+        async with self._state_lock:
+            start = time.monotonic()
+            data = await self._call(call, self.runtime.save_state(), timeout=STATE_TIMEOUT)
+            return data, time.monotonic() - start
+
+    async def _restore(self: AsyncVm, call: str, data: bytes, resume: bool) -> None:  # type: ignore[misc]
+        """The one way restore_state() and rewind() load a state; pending halts are dropped."""
+        async with self._state_lock:
+            status = await self._call(call, self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
+            self._acknowledge_halts()
+            self.state = "paused"
+            if resume and status == "paused":
+                await self._call("resume", self.runtime.resume())
+                self.state = "running"
+            elif status != "paused":  # a state saved from a halted VM restores halted
+                self.state = "halted"
+
     @runs_on_runtime_loop
     async def save_state(self: AsyncVm) -> bytes:  # type: ignore[misc]
         """The whole VM state (QEMU migration stream); a running VM is paused for it and resumed."""
-        async with self._state_lock:
-            start = time.monotonic()
-            data = await self._call("save_state", self.runtime.save_state(), timeout=STATE_TIMEOUT)
-            took = time.monotonic() - start
+        data, took = await self._save("save_state")
         self._record("runtime", "state saved", f"{len(data)} bytes in {took * 1000:.1f} ms",
                      {"bytes": len(data), "duration_s": took})
         return data
@@ -68,15 +84,7 @@ class StateMixin:
 
         Pending halts are dropped: the restored machine has not halted. Bad bytes
         raise PetriError and leave the VM as it was."""
-        async with self._state_lock:
-            status = await self._call("restore_state", self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
-            self._acknowledge_halts()
-            self.state = "paused"
-            if resume and status == "paused":
-                await self._call("resume", self.runtime.resume())
-                self.state = "running"
-            elif status != "paused":
-                self.state = "halted"
+        await self._restore("restore_state", data, resume)
 
     @runs_on_runtime_loop
     async def verify_save_restore(self: AsyncVm, rounds: int = 2) -> dict[str, Any]:  # type: ignore[misc]
@@ -115,10 +123,8 @@ class StateMixin:
         elif not isinstance(name, str) or not name:
             raise PetriError(f"checkpoint name must be a non-empty string, not {name!r}")
         t = self.uptime
-        start = time.monotonic()
-        async with self._state_lock:
-            data = await self._call("checkpoint", self.runtime.save_state(), timeout=STATE_TIMEOUT)
-        cp = Checkpoint(name, t, data, time.monotonic() - start)
+        data, took = await self._save("checkpoint")
+        cp = Checkpoint(name, t, data, took)
         self._checkpoints[name] = cp
         self._record("runtime", "checkpoint", f"{name}: {cp.size} bytes in {cp.save_s * 1000:.1f} ms",
                      {"name": name, "bytes": cp.size, "duration_s": cp.save_s, "uptime": t})
@@ -139,13 +145,7 @@ class StateMixin:
         if cp is None:
             raise PetriError(f"rewind(): no checkpoint named {name!r}; have {', '.join(self._checkpoints)}")
         start = time.monotonic()
-        async with self._state_lock:
-            status = await self._call("rewind", self.runtime.restore_state(cp.data), timeout=STATE_TIMEOUT)
-            self._acknowledge_halts()
-            self.state = "paused"
-            if resume and status == "paused":
-                await self._call("resume", self.runtime.resume())
-                self.state = "running"
+        await self._restore("rewind", cp.data, resume)
         took = time.monotonic() - start
         self._record("runtime", "rewind", f"to {name} (uptime {cp.t:.3f} s) in {took * 1000:.1f} ms",
                      {"name": name, "bytes": cp.size, "duration_s": took, "uptime": cp.t})
