@@ -44,6 +44,7 @@ from distributed.scheduler import KilledWorker
 
 from .errors import PetriError, VmHalted
 from .guests import get_guest
+from .persist import read_timelines, write_parquet
 from .timeline import empty_frame
 from .vm import Vm, launch
 
@@ -261,13 +262,6 @@ def outcomes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Atomic: a reader globbing the run directory never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _append_outcome(rundir: Path, outcome: dict[str, Any]) -> None:
     line = json.dumps({k: outcome[k] for k in OUTCOME_COLUMNS if k != "value"} | {"value": repr(outcome["value"])})
     with open(rundir / "outcomes.jsonl", "a", encoding="utf-8") as f:
@@ -289,19 +283,10 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
         rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     outcomes = outcomes_frame(rows)
     files = sorted(rundir.glob("*.parquet"))
-    timeline = _read_timeline_files(files) if files else empty_frame()
+    timeline = read_timelines([str(f) for f in files]) if files else empty_frame()
     workers = dict(zip(outcomes["run"], outcomes["worker"], strict=True))
     timeline["worker"] = timeline["run"].map(workers).astype("string")
     return FleetResult(timeline, outcomes, rundir)
-
-
-def _read_timeline_files(files: list[Path]) -> pd.DataFrame:
-    import petri_nb
-
-    reader = getattr(petri_nb, "read_timelines", None)
-    if reader is not None:
-        return reader([str(f) for f in files])
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).drop(columns="worker")
 
 
 def _empty_timeline() -> pd.DataFrame:
@@ -368,7 +353,7 @@ def _run_fleet(client: Client, experiment: Experiment, fleet: str, runs: int, gu
             i = futures[fut]
             outcome, frame = _collect(fut, i, ids[i])
             if frame is not None and not frame.empty:
-                _write_parquet(frame, rundir / f"{ids[i]}.parquet")
+                write_parquet(frame, rundir / f"{ids[i]}.parquet")  # atomic: readers never see half a file
                 frames.append(frame)
             _append_outcome(rundir, outcome)
             outcomes.append(outcome)
