@@ -220,16 +220,19 @@ class DebugMixin:
         return regs[key]
 
     @runs_on_runtime_loop
-    async def read_memory(self: AsyncVm, addr: int, size: int, physical: bool = False) -> Memory:  # type: ignore[misc]
-        """Guest memory; ``addr`` is virtual (through the current page tables) unless ``physical``."""
+    async def read_memory(self: AsyncVm, addr: int | str, size: int, physical: bool = False) -> Memory:  # type: ignore[misc]
+        """Guest memory at an address or kernel symbol; virtual (through the current page tables)
+        unless ``physical``."""
+        addr = await self._resolve(addr)
         data = await self._call("read_memory", self.runtime.read_memory(addr, size, physical))
         return Memory(data, addr, physical)
 
     @runs_on_runtime_loop
-    async def write_memory(self: AsyncVm, addr: int, data: bytes, physical: bool = False) -> None:  # type: ignore[misc]
+    async def write_memory(self: AsyncVm, addr: int | str, data: bytes, physical: bool = False) -> None:  # type: ignore[misc]
         """Write guest RAM (through the gdbstub: QMP has no memory write). MMIO such as VGA is not written."""
         if not isinstance(data, (bytes, bytearray, memoryview)) or not len(data):
             raise PetriError(f"write_memory() needs non-empty bytes, not {data!r:.60}")
+        addr = await self._resolve(addr)
         await self._call("write_memory", self.runtime.write_memory(addr, bytes(data), physical))
 
     @runs_on_runtime_loop
@@ -297,9 +300,11 @@ class DebugMixin:
         return addr
 
     @runs_on_runtime_loop
-    async def remove_breakpoint(self: AsyncVm, where: int | str) -> None:  # type: ignore[misc]
+    async def remove_breakpoint(self: AsyncVm, where: int | str) -> int:  # type: ignore[misc]
+        """Remove the breakpoint at an address or kernel symbol; returns the address."""
         addr = await self._resolve(where)
         await self._call("remove_breakpoint", self.runtime.remove_breakpoint(addr))
+        return addr
 
     @runs_on_runtime_loop
     async def step(self: AsyncVm) -> int:  # type: ignore[misc]

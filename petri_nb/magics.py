@@ -458,19 +458,17 @@ class PetriMagics(Magics):
         return frame[frame["register"].isin(wanted)].reset_index(drop=True)
 
     def _x(self, vm: Vm, args: argparse.Namespace) -> PlainText:
-        addr = _resolve(vm, args.addr)
-        memory = _wait(vm.aio.read_memory(addr, args.length, args.phys), f"reading {vm.name}'s memory")
-        return PlainText(hexdump(memory, addr))
+        memory = _wait(vm.aio.read_memory(args.addr, args.length, args.phys), f"reading {vm.name}'s memory")
+        return PlainText(hexdump(memory, memory.addr))
 
     def _dis(self, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
         return _wait(vm.aio.disassemble(args.addr, args.count), f"disassembling {vm.name}")
 
     def _break(self, vm: Vm, args: argparse.Namespace) -> PlainText:
-        addr = _resolve(vm, args.addr)
         if args.delete:
-            _wait(vm.aio.remove_breakpoint(addr), f"removing a breakpoint from {vm.name}")
+            addr = _wait(vm.aio.remove_breakpoint(args.addr), f"removing a breakpoint from {vm.name}")
             return PlainText(f"breakpoint at {_describe(vm, addr)} removed")
-        _wait(vm.aio.break_at(addr), f"setting a breakpoint in {vm.name}")
+        addr = _wait(vm.aio.break_at(args.addr), f"setting a breakpoint in {vm.name}")
         return PlainText(f"breakpoint at {_describe(vm, addr)}")
 
     def _step(self, vm: Vm, args: argparse.Namespace) -> PlainText:
@@ -580,15 +578,6 @@ def _raw_command(line: str, skip: int) -> str:
     if rest == "--" or rest.startswith("-- "):
         rest = rest[2:].strip()
     return rest
-
-
-def _resolve(vm: Vm, where: int | str) -> int:
-    if isinstance(where, int):
-        return where
-    symbols = vm.symbols()
-    if where not in symbols:
-        raise PetriError(f"unknown symbol {where!r}" + ("" if symbols else ": the guest kernel has no symbols"))
-    return symbols[where]
 
 
 def _describe(vm: Vm, addr: int) -> str:
