@@ -114,7 +114,6 @@ class Subcommand:
     #: Groups of arguments of which at most one may be given (argparse mutually exclusive groups).
     exclusive: tuple[tuple[tuple[tuple[str, ...], dict[str, Any]], ...], ...] = ()
     #: AsyncVm method this subcommand calls when another module has added it.
-    requires: str | None = None
     parser: MagicArgumentParser = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -148,14 +147,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
         _arg("--timeout", type=_seconds, default=None, help="give up after this many seconds"),
     )),
     Subcommand("shutdown", "Ask the guest to power off (or reboot) cooperatively.", "_shutdown",
-               (_arg("--reboot", action="store_true", help="reboot instead of powering off"),),
-               requires="send_shutdown"),
+               (_arg("--reboot", action="store_true", help="reboot instead of powering off"),)),
     Subcommand("screenshot", "The screen as a PIL image.", "_screenshot"),
     Subcommand("inspect", "The VM's inspect tree (only the branch at PATH) as a DataFrame.", "_inspect",
-               (_arg("path", nargs="?", default=None, help="path prefix, e.g. vcpu/0"),), requires="inspect"),
+               (_arg("path", nargs="?", default=None, help="path prefix, e.g. vcpu/0"),)),
     Subcommand("timeline", "This VM's event timeline as a DataFrame.", "_timeline"),
-    Subcommand("save", "Save the VM state in memory (for restore).", "_save", requires="save_state"),
-    Subcommand("restore", "Restore the state last saved with save.", "_restore", requires="restore_state"),
+    Subcommand("save", "Save the VM state in memory (for restore).", "_save"),
+    Subcommand("restore", "Restore the state last saved with save.", "_restore"),
     Subcommand("console", "The serial console text (plain text).", "_console",
                (_arg("--tail", type=_count, default=None, help="only the last N lines"),)),
     Subcommand("send", "Write TEXT and a newline to the serial console.", "_send",
@@ -170,34 +168,32 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
                "_run", (
                    _arg("--timeout", type=_seconds, default=60.0, help="kill the command after S seconds (default 60)"),
                    _arg("command", nargs=argparse.REMAINDER, help="shell command (the rest of the line, as typed)"),
-               ), requires="wait_for_agent"),
+               )),
     Subcommand("regs", "Registers (of vCPU N, only NAMEs if given) as a DataFrame.", "_regs", (
         _arg("--cpu", type=_index, default=None, help="vCPU index (default: all)"),
         _arg("names", nargs="*", metavar="NAME", help="register names, e.g. EIP CR0 CS.base"),
-    ), requires="registers"),
+    )),
     Subcommand("x", "Hexdump LEN bytes of guest memory at ADDR (virtual unless --phys).", "_x", (
         _arg("addr", type=_where, metavar="ADDR", help="address (0x..., decimal) or kernel symbol"),
         _arg("length", type=_count, nargs="?", default=64, metavar="LEN", help="bytes (default 64)"),
         _arg("--phys", action="store_true", help="ADDR is a guest-physical address"),
-    ), requires="read_memory"),
+    )),
     Subcommand("dis", "Disassemble COUNT instructions at ADDR or SYMBOL (default: the current one) as a DataFrame.",
                "_dis", (
                    _arg("addr", type=_where, nargs="?", default=None, metavar="ADDR", help="address or symbol"),
                    _arg("-n", dest="count", type=_count, default=20, metavar="COUNT", help="instructions (default 20)"),
-               ), requires="disassemble"),
+               )),
     Subcommand("break", "Set a breakpoint at ADDR or SYMBOL (or remove it with --delete).", "_break", (
         _arg("addr", type=_where, metavar="ADDR", help="address or symbol"),
         _arg("--delete", action="store_true", help="remove the breakpoint instead"),
-    ), requires="break_at"),
-    Subcommand("step", "Execute one instruction of the stopped guest; show the new program counter.", "_step",
-               requires="step"),
-    Subcommand("continue", "Let a guest stopped at a breakpoint (or paused) run again.", "_continue",
-               requires="continue_"),
+    )),
+    Subcommand("step", "Execute one instruction of the stopped guest; show the new program counter.", "_step"),
+    Subcommand("continue", "Let a guest stopped at a breakpoint (or paused) run again.", "_continue"),
     Subcommand("checkpoint", "Keep the VM state in memory under NAME (default cp-N).", "_checkpoint",
-               (_arg("name", nargs="?", default=None, help="checkpoint name"),), requires="checkpoint"),
+               (_arg("name", nargs="?", default=None, help="checkpoint name"),)),
     Subcommand("rewind", "Go back to checkpoint NAME (default: the latest).", "_rewind",
-               (_arg("name", nargs="?", default=None, help="checkpoint name"),), requires="rewind"),
-    Subcommand("checkpoints", "The checkpoints taken so far as a DataFrame.", "_checkpoints", requires="checkpoints"),
+               (_arg("name", nargs="?", default=None, help="checkpoint name"),)),
+    Subcommand("checkpoints", "The checkpoints taken so far as a DataFrame.", "_checkpoints"),
     Subcommand("fleet", "Run a built-in EXPERIMENT on N fresh VMs on a Dask cluster; the outcomes as a DataFrame.",
                "_fleet", (
                    _arg("experiment", help="built-in experiment name, e.g. halt-each"),
@@ -327,8 +323,6 @@ class PetriMagics(Magics):
 
     def _dispatch(self, sub: Subcommand, args: argparse.Namespace) -> Any:
         vm = self._current_vm() if sub.needs_vm else None
-        if sub.requires and vm is not None and not callable(getattr(vm.aio, sub.requires, None)):
-            raise UsageError(f"%petri {sub.name}: not available yet (this petri_nb has no AsyncVm.{sub.requires})")
         try:
             return getattr(self, sub.handler)(vm, args)
         except PetriError as e:

@@ -327,7 +327,7 @@ class AsyncVm(StateMixin, DebugMixin):
         if inspect.iscoroutinefunction(call):
             call = call()
         if inspect.isawaitable(call):
-            aw = hop(call) if inspect.iscoroutine(call) else call
+            aw = call  # this method already runs on the runtime loop
         elif callable(call):
             aw = asyncio.to_thread(call)
         else:

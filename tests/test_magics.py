@@ -160,10 +160,6 @@ def test_runtime_errors_become_usage_errors_naming_the_cause(shell: InteractiveS
         "checkpoint ''": "checkpoint: PetriError: checkpoint name must be a non-empty string",
         "fleet halt-each -n 1 --rundir /proc/nope": "fleet: cannot use run directory '/proc/nope'",
     }
-    for name in ("shutdown", "inspect", "save", "restore"):
-        sub = SUBCOMMANDS[name]
-        if not hasattr(vm.aio, sub.requires or ""):
-            cases[name] = f"{name}: not available yet .*AsyncVm.{sub.requires}"
     for line, message in cases.items():
         with pytest.raises(UsageError, match=message) as info:
             shell.run_line_magic("petri", line)

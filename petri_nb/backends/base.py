@@ -29,6 +29,12 @@ class EventSink(Protocol):
 
     def gone(self, reason: str) -> None: ...
 
+    def debug_stopped(self, payload: dict[str, Any]) -> None:
+        """A debugger stopped the guest (breakpoint, step); ``payload`` is the debugger's report."""
+
+    def debug_running(self) -> None:
+        """The guest runs again under (or without) the debugger."""
+
 
 class Runtime(abc.ABC):
     """One running VM, as a backend sees it. All methods run on the runtime loop."""

@@ -206,8 +206,7 @@ class GdbSession:
 
 async def session(rt: QemuRuntime) -> GdbSession:
     """The VM's gdb session, attaching on first use; the guest keeps the run state it had."""
-    existing: GdbSession | None = getattr(rt, "_gdb", None)
-    if existing is not None and existing.proc.returncode is None:
+    if existing := attached(rt):
         return existing
     if not rt.config.gdb or rt.rundir is None:
         raise PetriError(
@@ -216,35 +215,26 @@ async def session(rt: QemuRuntime) -> GdbSession:
         )
     was_running = await rt.status() == "running"
     sink = rt._sink
-
-    def on_stop(payload: dict[str, Any]) -> None:
-        if sink is not None and hasattr(sink, "debug_stopped"):
-            sink.debug_stopped(payload)
-
-    def on_running() -> None:
-        if sink is not None and hasattr(sink, "debug_running"):
-            sink.debug_running()
-
-    gdb = await GdbSession.attach(str(rt.rundir / "gdb.sock"), on_stop, on_running)
+    assert sink is not None
+    gdb = await GdbSession.attach(str(rt.rundir / "gdb.sock"), sink.debug_stopped, sink.debug_running)
     gdb.qemu_status = rt.status
-    rt._gdb = gdb  # type: ignore[attr-defined]
+    rt._gdb = gdb
     if was_running:
         await gdb.continue_()
     return gdb
 
 
 def attached(rt: QemuRuntime) -> GdbSession | None:
-    gdb: GdbSession | None = getattr(rt, "_gdb", None)
+    gdb = rt._gdb
     return gdb if gdb is not None and gdb.proc.returncode is None else None
 
 
 async def detach(rt: QemuRuntime) -> None:
     """Kill the gdb session, if any (teardown, or before QEMU is replaced by a restore)."""
-    gdb: GdbSession | None = getattr(rt, "_gdb", None)
-    rt._gdb = None  # type: ignore[attr-defined]
+    gdb, rt._gdb = rt._gdb, None
     if gdb is not None:
         await gdb.close()
-        if rt._sink is not None and hasattr(rt._sink, "debug_running"):
+        if rt._sink is not None:
             rt._sink.debug_running()  # no debugger, no breakpoint stop pending
 
 

@@ -32,6 +32,8 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
+#: QEMU run states of a halted VM: only a reset (or restore) makes it run again.
+HALTED_STATES = ("shutdown", "guest-panicked", "internal-error")
 #: Bound on the query-status the event pump makes after an unexplained STOP.
 STATUS_TIMEOUT = 5.0
 FIRMWARE_REBOOT_TIMEOUT = 5.0
@@ -67,6 +69,7 @@ class QemuRuntime(Runtime):
         self.mapper = HaltMapper(self._read_cpu_log)
         self.hotplug = PcieHotplug(self)
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
+        self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
 
     # -- start ------------------------------------------------------------
 
@@ -214,9 +217,8 @@ class QemuRuntime(Runtime):
     async def resume(self) -> None:
         # Only after a halt can `cont` wrongly succeed (a panicked guest would run on), so
         # only then is the extra round trip paid; QEMU itself refuses to cont a shut-down VM.
-        status = await self.status() if self._halted else "running"
-        if status in ("shutdown", "guest-panicked", "internal-error"):
-            raise PetriError(f"cannot resume: the VM is halted ({status}); reset() it first")
+        if self._halted:
+            await self._refuse_if_halted("resume")
         if debugger := gdb.attached(self):
             await debugger.continue_()  # gdb must see the guest run, or it misreads the next stop
             return
@@ -267,7 +269,7 @@ class QemuRuntime(Runtime):
 
     async def _refuse_if_halted(self, call: str) -> None:
         status = await self.status()
-        if status in ("shutdown", "guest-panicked", "internal-error"):
+        if status in HALTED_STATES:
             raise PetriError(f"cannot {call}(): the VM is halted ({status}); reset() it first")
 
     async def send_input(self, events: list[dict[str, Any]]) -> None:
