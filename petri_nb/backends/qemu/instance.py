@@ -88,6 +88,15 @@ class QemuInstance:
             raise self._failure(f"{self._what} failed while {what}: {desc}")
         raise PetriTimeout(f"{self._what} timed out after {self._timeout:g} s {what}")
 
+    async def stop(self, grace: float) -> None:
+        """Ask QEMU to quit, kill it if it has not gone within ``grace``, close its connections."""
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.qmp.execute("quit"), grace)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), grace)
+        await self.discard()
+
     async def discard(self) -> None:
         """Kill a QEMU that did not become (or no longer is) the VM's."""
         if self.proc is not None:

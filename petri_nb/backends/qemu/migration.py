@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MAX_BANDWIDTH = 1 << 40
 MIGRATE_TIMEOUT = 120.0
 POLL = 0.005
+#: How long the QEMU a restore replaces gets to quit before it is killed.
+OLD_QEMU_GRACE = 3.0
 #: Every QEMU migration stream starts with this magic (``QEMU_VM_FILE_MAGIC``).
 STREAM_MAGIC = b"QEVM"
 
@@ -169,27 +171,8 @@ async def restore(rt: QemuRuntime, data: bytes) -> str:
 
 async def adopt(rt: QemuRuntime, new: QemuInstance) -> None:
     """Make the restored QEMU this VM's process; the old one is quit without a ``gone`` report."""
-    assert new.proc is not None and new.exited is not None and new.console_reader is not None
-    old_proc, old_qmp, old_console = rt.proc, rt.qmp, rt._console
-    for task in rt._tasks:  # watch_exit first of all: the old process is about to exit on purpose
-        task.cancel()
-    await asyncio.gather(*rt._tasks, return_exceptions=True)
-    rt.proc, rt._exited, rt.qmp, rt._console = new.proc, new.exited, new.qmp, new.console_writer
+    old = await rt.attach(new)
     rt._cpu_log_offset = 0  # the new QEMU truncated cpu.log
     rt.mapper.restarted()
-    rt._tasks = [
-        asyncio.ensure_future(rt._watch_exit()),
-        asyncio.ensure_future(rt._pump_console(new.console_reader)),
-        asyncio.ensure_future(rt._pump_events()),
-    ]
-    if old_proc is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(old_qmp.execute("quit"), 3.0)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(old_proc.wait(), 3.0)  # (the old exit task went with watch_exit)
-        old_proc.kill()
-        await old_proc.wait()
-    with contextlib.suppress(Exception):
-        await old_qmp.disconnect()
-    if old_console is not None:
-        old_console.close()
+    if old is not None:
+        await old.stop(OLD_QEMU_GRACE)

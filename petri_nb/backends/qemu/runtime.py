@@ -70,6 +70,7 @@ class QemuRuntime(Runtime):
         self.hotplug = PcieHotplug(self)
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
         self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
+        self._instance: QemuInstance | None = None  # the QEMU that is this VM now
 
     # -- start ------------------------------------------------------------
 
@@ -86,12 +87,25 @@ class QemuRuntime(Runtime):
         self.argv = build_command(self.config, self.rundir, self.accel)
         inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
                                         what="QEMU", timeout=START_TIMEOUT)
-        self.proc, self._exited, self._console = inst.proc, inst.exited, inst.console_writer
+        await self.attach(inst)
+        await self._execute("cont")
+
+    async def attach(self, inst: QemuInstance) -> QemuInstance | None:
+        """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
+
+        The old QEMU's readers go first, so its exit, which is on purpose, is not reported as VM loss."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        old, self._instance = self._instance, inst
+        self.proc, self._exited, self.qmp, self._console = inst.proc, inst.exited, inst.qmp, inst.console_writer
         assert inst.console_reader is not None
-        self._tasks.append(asyncio.ensure_future(self._watch_exit()))
-        self._tasks.append(asyncio.ensure_future(self._pump_console(inst.console_reader)))
-        self._tasks.append(asyncio.ensure_future(self._pump_events()))
-        await self.qmp.execute("cont")
+        self._tasks = [
+            asyncio.ensure_future(self._watch_exit()),
+            asyncio.ensure_future(self._pump_console(inst.console_reader)),
+            asyncio.ensure_future(self._pump_events()),
+        ]
+        return old
 
     # -- background tasks --------------------------------------------------
 
@@ -304,23 +318,11 @@ class QemuRuntime(Runtime):
             return
         self._torn_down = True
         await gdb.detach(self)
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.qmp.execute("quit"), QUIT_GRACE)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._exited), QUIT_GRACE)  # type: ignore[arg-type]
-            except (asyncio.TimeoutError, TypeError):
-                self.proc.kill()
-        if self.proc is not None:
-            self.proc.kill()
-            await self.proc.wait()
+        if self._instance is not None:  # first, so the pumps still record QEMU's last events
+            await self._instance.stop(QUIT_GRACE)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.qmp.disconnect()
-        if self._console is not None:
-            self._console.close()
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
