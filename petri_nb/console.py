@@ -108,11 +108,7 @@ class Console:
 
     @property
     def last_line(self) -> str:
-        """The newest line, complete or not, without its newline (cheap: no copy of the text)."""
-        end = len(self._text)
-        while end and self._text[end - 1] in "\r\n":
-            end -= 1
-        return self._text[self._text.rfind("\n", 0, end) + 1:end].rstrip("\r")
+        return self.aio.last_line
 
     def tail(self, lines: int = 20) -> str:
         return self.aio.tail(lines)

@@ -123,7 +123,7 @@ def test_a_console_line_without_newline_reaches_the_timeline_at_teardown():
 def test_console_last_line_is_the_newest_line_complete_or_not(vm: petri_nb.Vm):
     vm.console.write("echo first\n")
     vm.console.expect(r"first\r?\n")
-    assert vm.console.aio.last_line == "first"
+    assert vm.console.last_line == "first"
     runtime_loop().call_soon_threadsafe(vm.aio.console.feed, b"half a li")
     vm.console.write("count\n")  # queued behind the feed on the runtime loop
     assert vm.console.aio.last_line.startswith("half a li")
