@@ -252,11 +252,11 @@ class DebugMixin:
             size = count * 15  # the longest x86 instruction
             while size >= 16 and not data:
                 try:
-                    data = await self._call("read_memory", self.runtime.read_memory(start, size, False))
+                    data = await self._call("read_memory", self.runtime.read_memory(start, size, False, cpu))
                 except PetriError:
                     size //= 2  # near the end of mapped memory: read less
             if not data:
-                data = await self._call("read_memory", self.runtime.read_memory(start, 16, False))
+                data = await self._call("read_memory", self.runtime.read_memory(start, 16, False, cpu))
         mode = cpu_mode(regs)
         md = capstone.Cs(capstone.CS_ARCH_X86,
                          {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[mode])

@@ -82,7 +82,8 @@ class Runtime(abc.ABC):
         """Every vCPU's registers, as rows with ``cpu``, ``name``, ``value`` and ``text``."""
         raise NotSupported(f"registers() is not implemented by the {self.backend_name} backend")
 
-    async def read_memory(self, addr: int, size: int, physical: bool = False) -> bytes:
+    async def read_memory(self, addr: int, size: int, physical: bool = False, cpu_index: int = 0) -> bytes:
+        """Guest memory; a virtual ``addr`` goes through vCPU ``cpu_index``'s page tables."""
         raise NotSupported(f"read_memory() is not implemented by the {self.backend_name} backend")
 
     async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:

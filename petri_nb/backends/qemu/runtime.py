@@ -260,8 +260,8 @@ class QemuRuntime(Runtime):
     async def registers(self) -> list[cpu.Register]:
         return await cpu.registers(self)
 
-    async def read_memory(self, addr: int, size: int, physical: bool = False) -> bytes:
-        return await cpu.read_memory(self, addr, size, physical)
+    async def read_memory(self, addr: int, size: int, physical: bool = False, cpu_index: int = 0) -> bytes:
+        return await cpu.read_memory(self, addr, size, physical, cpu_index)
 
     async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
         cpu.check_range(addr, len(data))
