@@ -82,7 +82,7 @@ function render({ model, el: root }) {
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
     const data = buffers[0];
-    const blob = new Blob([data.buffer ? data.buffer : data], { type: msg.mime });
+    const blob = new Blob([data], { type: msg.mime });  // a view: Blob honours its offset and length
     drawing = drawing.then(async () => {
       try {
         const bitmap = await createImageBitmap(blob);
