@@ -89,11 +89,13 @@ class VmView(anywidget.AnyWidget):
     def _sync_status(self) -> None:
         vm = self.vm
         halt = vm.last_halt
-        # Traitlets only sends values that changed, so a static VM costs nothing here.
-        self.state = vm.state
-        self.halt_reason = halt.reason.name if halt else ""
-        self.halt_detail = halt.detail if halt else ""
-        self.console_line = vm.console.last_line[-CONSOLE_SNIPPET:]
+        # Traitlets only sends values that changed, so a static VM costs nothing here; held
+        # together, the browser never shows a new state with the previous halt.
+        with self.hold_sync():
+            self.state = vm.state
+            self.halt_reason = halt.reason.name if halt else ""
+            self.halt_detail = halt.detail if halt else ""
+            self.console_line = vm.console.last_line[-CONSOLE_SNIPPET:]
 
     # -- kernel side: messages from the browser ----------------------------------
 

@@ -77,13 +77,22 @@ function render({ model, el: root }) {
   tick();
   const timer = setInterval(tick, 1000);
 
-  // Frames: draw the newest, ack every one so the kernel may send the next.
-  let drawing = Promise.resolve();
+  // Frames: draw only the newest. A frame that arrives while one is being decoded replaces
+  // any other waiting one (a slow browser skips stale frames instead of queueing them); every
+  // frame is acked once drawn or skipped, so the kernel may send the next.
+  let waiting = null;
+  let drawing = false;
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
-    const data = buffers[0];
-    const blob = new Blob([data], { type: msg.mime });  // a view: Blob honours its offset and length
-    drawing = drawing.then(async () => {
+    if (waiting) model.send({ type: "ack", seq: waiting.msg.seq });
+    waiting = { msg, blob: new Blob([buffers[0]], { type: msg.mime }) };  // a view: Blob honours its offset
+    if (!drawing) drawWaiting();
+  }
+  async function drawWaiting() {
+    drawing = true;
+    while (waiting) {
+      const { msg, blob } = waiting;
+      waiting = null;
       try {
         const bitmap = await createImageBitmap(blob);
         if (canvas.width !== msg.width || canvas.height !== msg.height) {
@@ -93,10 +102,13 @@ function render({ model, el: root }) {
         ctx.drawImage(bitmap, 0, 0);
         bitmap.close();
         canvas.dataset.seq = String(msg.seq);
+      } catch (err) {
+        console.warn("petri_nb live view: undecodable frame", err);
       } finally {
         model.send({ type: "ack", seq: msg.seq });
       }
-    });
+    }
+    drawing = false;
   }
   model.on("msg:custom", onMsg);
   model.send({ type: "ready" });
