@@ -383,21 +383,27 @@ cmd_text:
     mov esi, offset msg_text
     jmp puts
 
+indexed_regs:                   /* EBX registers from ESI through the index/data pair at DX, DX+1 */
+    xor ecx, ecx
+1:  mov al, cl
+    out dx, al
+    inc dx
+    lodsb
+    out dx, al
+    dec dx
+    inc ecx
+    cmp ecx, ebx
+    jb 1b
+    ret
+
 vga_mode3:                      /* program the standard 80x25 text mode registers */
     mov esi, offset mode3_regs
     mov dx, 0x3C2
     lodsb
     out dx, al                  /* miscellaneous output */
-    xor ecx, ecx
-1:  mov dx, 0x3C4
-    mov al, cl
-    out dx, al
-    inc dx
-    lodsb
-    out dx, al
-    inc ecx
-    cmp ecx, 5
-    jb 1b
+    mov dx, 0x3C4
+    mov ebx, 5
+    call indexed_regs           /* sequencer */
     mov dx, 0x3D4
     mov al, 0x11
     out dx, al
@@ -405,26 +411,12 @@ vga_mode3:                      /* program the standard 80x25 text mode register
     in al, dx
     and al, 0x7F
     out dx, al                  /* unlock CRTC registers 0-7 */
-    xor ecx, ecx
-2:  mov dx, 0x3D4
-    mov al, cl
-    out dx, al
-    inc dx
-    lodsb
-    out dx, al
-    inc ecx
-    cmp ecx, 25
-    jb 2b
-    xor ecx, ecx
-3:  mov dx, 0x3CE
-    mov al, cl
-    out dx, al
-    inc dx
-    lodsb
-    out dx, al
-    inc ecx
-    cmp ecx, 9
-    jb 3b
+    mov dx, 0x3D4
+    mov ebx, 25
+    call indexed_regs           /* CRTC */
+    mov dx, 0x3CE
+    mov ebx, 9
+    call indexed_regs           /* graphics controller */
     xor ecx, ecx
 4:  mov dx, 0x3DA
     in al, dx                   /* reset the attribute flip-flop */
