@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 import petri_nb
-from petri_nb.loop import run_sync
+from petri_nb.blocking import run_blocking
 from petri_nb.persist import read_timelines, write_parquet
 from petri_nb.timeline import DTYPES, SOURCES, Timeline, _to_json
 
@@ -108,8 +108,8 @@ def bench_overhead(vm: petri_nb.Vm, rounds: int = 8, per_round: int = 150) -> di
     for _ in range(rounds):
         for enabled in (True, False):
             aio._timeline.enabled = enabled
-            samples.setdefault(("status", enabled), []).extend(run_sync(timed(aio.status, per_round)))
-            samples.setdefault(("noop", enabled), []).extend(run_sync(timed(noop, per_round)))
+            samples.setdefault(("status", enabled), []).extend(run_blocking(timed(aio.status, per_round)))
+            samples.setdefault(("noop", enabled), []).extend(run_blocking(timed(noop, per_round)))
     aio._timeline.enabled = True
     out = {}
     for call in ("status", "noop"):

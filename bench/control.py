@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import petri_nb
-from petri_nb.loop import run_sync
+from petri_nb.blocking import run_blocking
 
 from .raw import RawQemu
 
@@ -66,12 +66,12 @@ def run(rounds: int = 5, per_round: int = 60) -> list[dict[str, object]]:
             add("raw pause+resume", loop.run_until_complete(_time_async(raw_pair, per_round)))
             add("Vm pause+resume", _time_sync(sync_pair, per_round))
             add("AsyncVm pause+resume", loop.run_until_complete(_time_async(aio_pair, per_round)))
-            add("AsyncVm on runtime loop pause+resume", run_sync(on_loop(aio_pair, per_round)))
+            add("AsyncVm on runtime loop pause+resume", run_blocking(on_loop(aio_pair, per_round)))
             add("raw query-status", loop.run_until_complete(
                 _time_async(lambda: raw.qmp.execute("query-status"), per_round)))
             add("Vm status", _time_sync(vm.status, per_round))
             add("AsyncVm status", loop.run_until_complete(_time_async(vm.aio.status, per_round)))
-            add("AsyncVm on runtime loop status", run_sync(on_loop(vm.aio.status, per_round)))
+            add("AsyncVm on runtime loop status", run_blocking(on_loop(vm.aio.status, per_round)))
     finally:
         loop.run_until_complete(raw.stop())
         loop.close()

@@ -21,8 +21,9 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .blocking import blocking_twins
 from .errors import AgentError, PetriTimeout
-from .loop import run_sync, runs_on_runtime_loop
+from .loop import runs_on_runtime_loop
 
 if TYPE_CHECKING:
     from .vm import AsyncVm
@@ -249,23 +250,15 @@ def _check_path(path: object) -> None:
         raise AgentError(f"guest path must be a non-empty string without NUL bytes, not {path!r}")
 
 
+@blocking_twins(AsyncAgent)
 class Agent:
-    """Blocking face of AsyncAgent; ``agent.aio`` is the async one."""
+    """Blocking face of AsyncAgent (methods generated from it); ``agent.aio`` is the async one."""
 
     def __init__(self, aio: AsyncAgent) -> None:
         self.aio = aio
 
     def __repr__(self) -> str:
         return f"<Agent of {self.aio.vm.name}>"
-
-    def run(self, command: str, timeout: float | None = 60.0) -> AgentResult:
-        return run_sync(self.aio.run(command, timeout))
-
-    def read_file(self, path: str, timeout: float | None = 60.0) -> bytes:
-        return run_sync(self.aio.read_file(path, timeout))
-
-    def write_file(self, path: str, data: bytes | str, timeout: float | None = 60.0) -> None:
-        run_sync(self.aio.write_file(path, data, timeout))
 
 
 _agents: weakref.WeakKeyDictionary[AsyncVm, AsyncAgent] = weakref.WeakKeyDictionary()

@@ -11,7 +11,8 @@ import codecs
 import re
 from typing import TYPE_CHECKING
 
-from .loop import run_sync, runs_on_runtime_loop
+from .blocking import blocking_twins
+from .loop import runs_on_runtime_loop
 
 if TYPE_CHECKING:
     from .vm import AsyncVm
@@ -96,28 +97,12 @@ class AsyncConsole:
             await self._grew.wait()
 
 
+@blocking_twins(AsyncConsole, forward=("text", "last_line", "tail", "dropped_chars"))
 class Console:
-    """Blocking face of AsyncConsole, for the sync ``Vm``."""
+    """Blocking face of AsyncConsole, for the sync ``Vm`` (methods generated from AsyncConsole)."""
 
     def __init__(self, aio: AsyncConsole) -> None:
         self.aio = aio
 
-    @property
-    def text(self) -> str:
-        return self.aio.text
-
-    @property
-    def last_line(self) -> str:
-        return self.aio.last_line
-
-    def tail(self, lines: int = 20) -> str:
-        return self.aio.tail(lines)
-
-    def write(self, text: str | bytes) -> None:
-        run_sync(self.aio.write(text))
-
-    def expect(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT) -> re.Match[str]:
-        return run_sync(self.aio.expect(pattern, timeout))
-
     def __repr__(self) -> str:
-        return f"<Console {len(self.text)} chars>"
+        return f"<Console {len(self.aio.text)} chars>"

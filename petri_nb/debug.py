@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import PetriError
-from .loop import run_sync, runs_on_runtime_loop
+from .loop import runs_on_runtime_loop
+from .run_state import Fact
 
 if TYPE_CHECKING:
     from .vm import AsyncVm
@@ -318,50 +319,9 @@ class DebugMixin:
         """Let a guest stopped at a breakpoint (or paused) run again."""
         await self._call("continue_", self.runtime.continue_())
         self.debug_running()
-        if self.state == "paused":
-            self.state = "running"
+        self._transition(Fact.RESUMED)
 
     @property
     def breakpoint_stop(self: AsyncVm) -> Stop | None:  # type: ignore[misc]
         """The breakpoint the guest is stopped at, if any."""
         return self._breakpoint_stop()
-
-
-class DebugFacade:
-    """The blocking face of DebugMixin for Vm."""
-
-    aio: AsyncVm
-
-    def registers(self, cpu: int | None = None) -> pd.DataFrame:
-        return run_sync(self.aio.registers(cpu))
-
-    def register(self, name: str, cpu: int = 0) -> int:
-        return run_sync(self.aio.register(name, cpu))
-
-    def read_memory(self, addr: int, size: int, physical: bool = False) -> Memory:
-        return run_sync(self.aio.read_memory(addr, size, physical))
-
-    def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
-        run_sync(self.aio.write_memory(addr, data, physical))
-
-    def disassemble(self, addr: int | str | None = None, count: int = 20, cpu: int = 0) -> pd.DataFrame:
-        return run_sync(self.aio.disassemble(addr, count, cpu))
-
-    def symbols(self) -> dict[str, int]:
-        return self.aio.symbols()
-
-    def break_at(self, where: int | str) -> int:
-        return run_sync(self.aio.break_at(where))
-
-    def remove_breakpoint(self, where: int | str) -> None:
-        run_sync(self.aio.remove_breakpoint(where))
-
-    def step(self) -> int:
-        return run_sync(self.aio.step())
-
-    def continue_(self) -> None:
-        run_sync(self.aio.continue_())
-
-    @property
-    def breakpoint_stop(self) -> Stop | None:
-        return self.aio.breakpoint_stop

@@ -4,7 +4,7 @@ Why a thread of its own rather than the caller's loop (or nest-asyncio): a Jupyt
 cell that blocks (in a ``Vm`` call, ``time.sleep`` or CPU work) stops the kernel's
 loop, and with it anything scheduled there. VM event readers, console capture and
 the live view must keep running regardless, so they live on this loop; the sync
-``Vm`` facade and the ``AsyncVm`` methods hop onto it. The thread lives as long as
+``Vm`` facade (``petri_nb.blocking``) and the ``AsyncVm`` methods hop onto it. The thread lives as long as
 the process, which also makes it the right thread to fork QEMU from: the
 parent-death signal is tied to the forking thread.
 """
@@ -51,31 +51,19 @@ def on_runtime_loop() -> bool:
         return False
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the runtime loop and block this thread until it finishes."""
-    if on_runtime_loop():
-        coro.close()
-        raise RuntimeError("blocking petri_nb call made on the runtime loop; await the AsyncVm instead")
-    fut = asyncio.run_coroutine_threadsafe(coro, runtime_loop())
-    try:
-        return fut.result()
-    except (KeyboardInterrupt, concurrent.futures.CancelledError):
-        fut.cancel()
-        raise
-
-
-async def hop(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on the runtime loop from whatever loop the caller is on."""
-    if on_runtime_loop():
-        return await coro
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, runtime_loop()))
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the runtime loop from any thread; its result arrives in the future."""
+    return asyncio.run_coroutine_threadsafe(coro, runtime_loop())
 
 
 def runs_on_runtime_loop(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Decorator: an ``async def`` method that always executes on the runtime loop."""
+    """Decorator: an ``async def`` that always executes on the runtime loop, awaited from any loop."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await hop(fn(*args, **kwargs))  # type: ignore[arg-type]
+        coro = fn(*args, **kwargs)
+        if on_runtime_loop():
+            return await coro
+        return await asyncio.wrap_future(submit(coro))  # type: ignore[arg-type]
 
     return wrapper

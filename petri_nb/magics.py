@@ -11,12 +11,9 @@ user sees what was wrong, not a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
 import math
 import re
 import shlex
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +25,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments
 
 from .agent import AgentResult
+from .blocking import run_blocking, show_progress
 from .debug import hexdump
 from .errors import PetriError
-from .loop import runtime_loop
 from .state import Checkpoint
 from .vm import AsyncVm, Vm, launch_async, live_vms
 
@@ -584,32 +581,9 @@ def _describe(vm: Vm, addr: int) -> str:
 
 
 def _wait(coro: Coroutine[Any, Any, Any], what: str, timeout: float | None = None) -> Any:
-    """Run ``coro`` on the runtime loop; a progress bar says what we wait for if it takes a while.
-
-    The bar ticks by waiting on the future with a short timeout (a local thread wait, not
-    a QEMU poll). Ctrl-C cancels the call.
-    """
-    from tqdm.auto import tqdm
-
-    fut = asyncio.run_coroutine_threadsafe(coro, runtime_loop())
-    start = time.monotonic()
-    bar: Any = None
-    try:
-        # Not fut.result(timeout=...): PetriTimeout is a TimeoutError, indistinguishable from "not yet".
-        while not concurrent.futures.wait([fut], timeout=0.1).done:
-            elapsed = time.monotonic() - start
-            if bar is None and elapsed >= 0.5:
-                bar = tqdm(total=timeout, desc=what, unit="s", leave=False,
-                           bar_format="{desc}: {elapsed}" + (" / {total:.3g} s {bar}" if timeout else ""))
-            if bar is not None:
-                bar.update(min(elapsed, timeout or elapsed) - bar.n)
-        return fut.result()
-    except (KeyboardInterrupt, concurrent.futures.CancelledError):
-        fut.cancel()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    """Run ``coro`` on the runtime loop with a progress bar saying what we wait for."""
+    with show_progress(what, timeout):
+        return run_blocking(coro)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import PetriError
-from .loop import run_sync, runs_on_runtime_loop
+from .loop import runs_on_runtime_loop
+from .run_state import Fact, RunState
 
 if TYPE_CHECKING:
     from .vm import AsyncVm
@@ -63,12 +64,11 @@ class StateMixin:
         async with self._state_lock:
             status = await self._call(call, self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
             self._acknowledge_halts()
-            self.state = "paused"
+            # A state saved from a halted VM restores halted.
+            self._transition(Fact.RESTORED_PAUSED if status == "paused" else Fact.RESTORED_HALTED)
             if resume and status == "paused":
                 await self._call("resume", self.runtime.resume())
-                self.state = "running"
-            elif status != "paused":  # a state saved from a halted VM restores halted
-                self.state = "halted"
+                self._transition(Fact.RESUMED)
 
     @runs_on_runtime_loop
     async def save_state(self: AsyncVm) -> bytes:  # type: ignore[misc]
@@ -169,9 +169,9 @@ class StateMixin:
     async def _auto_loop(self: AsyncVm, every: float, keep: int) -> None:  # type: ignore[misc]
         for n in itertools.count(1):
             await asyncio.sleep(every)  # a period, not a synchronisation
-            if self.torn_down or self.state == "gone":
+            if self.state in (RunState.GONE, RunState.TORN_DOWN):
                 return
-            if self.state != "running":
+            if self.state is not RunState.RUNNING:
                 continue
             with contextlib.suppress(PetriError):
                 await self.checkpoint(f"auto-{n}")
@@ -187,30 +187,3 @@ async def _tmk_counter(vm: AsyncVm) -> int:
 
 #: Guest liveness probes for verify_save_restore: a value that must advance by one.
 _PROBES = {"tmk": _tmk_counter}
-
-
-class StateFacade:
-    """The blocking face of StateMixin for Vm."""
-
-    aio: AsyncVm
-
-    def save_state(self) -> bytes:
-        return run_sync(self.aio.save_state())
-
-    def restore_state(self, data: bytes, resume: bool = True) -> None:
-        run_sync(self.aio.restore_state(data, resume))
-
-    def verify_save_restore(self, rounds: int = 2) -> dict[str, Any]:
-        return run_sync(self.aio.verify_save_restore(rounds))
-
-    def checkpoint(self, name: str | None = None) -> Checkpoint:
-        return run_sync(self.aio.checkpoint(name))
-
-    def checkpoints(self) -> list[Checkpoint]:
-        return self.aio.checkpoints()
-
-    def rewind(self, name: str | None = None, resume: bool = True) -> Checkpoint:
-        return run_sync(self.aio.rewind(name, resume))
-
-    def auto_checkpoint(self, every: float | None = 5.0, keep: int = 5) -> None:
-        run_sync(self.aio.auto_checkpoint(every, keep))

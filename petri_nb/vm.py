@@ -13,6 +13,7 @@ import atexit
 import collections
 import inspect
 import itertools
+import logging
 import os
 import threading
 import time
@@ -27,20 +28,24 @@ from . import persist
 from .agent import Agent, AsyncAgent, agent_for
 from .backends.base import Runtime
 from .backends.qemu import QemuRuntime
+from .blocking import blocking_twins, run_blocking
 from .console import AsyncConsole, Console
-from .debug import BreakpointHit, DebugFacade, DebugMixin
+from .debug import BreakpointHit, DebugMixin
 from .errors import PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest, get_guest
 from .halt import Halt, HaltReason
 from .inspect import InspectNode
-from .loop import hop, run_sync, runs_on_runtime_loop
-from .state import StateFacade, StateMixin
+from .loop import runs_on_runtime_loop
+from .run_state import Fact, RunState, next_state
+from .state import StateMixin
 from .timeline import Timeline
 
 if TYPE_CHECKING:
     from .widget import VmView
 
 T = TypeVar("T")
+StateObserver = Callable[[RunState, RunState], None]
+_log = logging.getLogger(__name__)
 
 #: How long a call may still finish after the VM halted under it (petri waits 5 s;
 #: our calls are local, so a short grace suffices to pick up output already sent).
@@ -87,14 +92,45 @@ class AsyncVm(StateMixin, DebugMixin):
         # without a watcher task of its own (control calls are the hot path).
         self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.gone_reason: str | None = None
-        self.state = "starting"
-        self.torn_down = False
+        self._state = RunState.STARTING
+        self._state_observers: list[StateObserver] = []
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
         self._init_state()
         self._init_debug()
 
     def __repr__(self) -> str:
         return f"<AsyncVm {self.name} guest={self.guest.name} state={self.state}>"
+
+    @property
+    def state(self) -> RunState:
+        """What the VM is doing now; changes are pushed to ``observe_state`` subscribers."""
+        return self._state
+
+    @property
+    def torn_down(self) -> bool:
+        return self._state is RunState.TORN_DOWN
+
+    @property
+    def pid(self) -> int | None:
+        """The backend process id (QEMU's), or None when there is none (yet, or any more)."""
+        return self.runtime.pid
+
+    def observe_state(self, callback: StateObserver) -> Callable[[], None]:
+        """Call ``callback(old, new)`` on the runtime loop at every state change; returns an unsubscribe."""
+        self._state_observers.append(callback)
+        return lambda: self._state_observers.remove(callback) if callback in self._state_observers else None
+
+    def _transition(self, fact: Fact) -> None:
+        """The one place the state changes: the fact decides it (run_state.next_state)."""
+        new = next_state(self._state, fact)
+        if new is self._state:
+            return
+        old, self._state = self._state, new
+        for callback in list(self._state_observers):
+            try:
+                callback(old, new)
+            except Exception:  # an observer's bug must not break the VM
+                _log.exception("state observer %r failed", callback)
 
     @property
     def run_id(self) -> str:
@@ -116,28 +152,25 @@ class AsyncVm(StateMixin, DebugMixin):
 
     def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
         self._record(source, kind, detail, data)
-        if source == "qmp" and self.state not in ("halted", "gone"):
-            if kind == "STOP":
-                self.state = "paused"
-            elif kind == "RESUME":
-                self.state = "running"
+        if source == "qmp" and kind in ("STOP", "RESUME"):
+            self._transition(Fact.STOPPED if kind == "STOP" else Fact.RESUMED)
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
         self.halts.append(halt)
         self._pending.append(halt)
         self._halt_signal.set()
-        self.state = "halted"
         self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
+        self._transition(Fact.HALTED)
 
     def console_data(self, data: bytes) -> None:
         self.console.feed(data)
 
     def gone(self, reason: str) -> None:
         self.gone_reason = reason
-        self.state = "gone"
         self._mark_gone()
         self._record("runtime", "gone", reason)
+        self._transition(Fact.GONE)
 
     # -- racing ----------------------------------------------------------------
 
@@ -212,7 +245,7 @@ class AsyncVm(StateMixin, DebugMixin):
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
         await self.runtime.start(self)
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
-        self.state = "running"
+        self._transition(Fact.STARTED)
         if self.guest.ready:
             await self.console.expect(self.guest.ready, timeout=self.guest.ready_timeout)
         self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch")
@@ -222,7 +255,7 @@ class AsyncVm(StateMixin, DebugMixin):
         """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
         await self._call("reset", self.runtime.reset())
         self._acknowledge_halts()
-        self.state = "running"
+        self._transition(Fact.RESTARTED)
 
     def _acknowledge_halts(self) -> None:
         self._pending.clear()
@@ -231,13 +264,12 @@ class AsyncVm(StateMixin, DebugMixin):
     @runs_on_runtime_loop
     async def pause(self) -> None:
         await self._call("pause", self.runtime.pause())
-        if self.state == "running":
-            self.state = "paused"
+        self._transition(Fact.STOPPED)
 
     @runs_on_runtime_loop
     async def resume(self) -> None:
         await self._call("resume", self.runtime.resume())
-        self.state = "running"
+        self._transition(Fact.RESUMED)
 
     @runs_on_runtime_loop
     async def status(self) -> str:
@@ -377,13 +409,11 @@ class AsyncVm(StateMixin, DebugMixin):
         """Stop QEMU and free everything. Idempotent."""
         if self.torn_down:
             return
-        self.torn_down = True
         start = self._timeline.now()
+        self._transition(Fact.TORN_DOWN)
         try:
             await self.runtime.teardown()
         finally:
-            if self.state != "gone":
-                self.state = "torn down"
             self._mark_gone()  # wake any waiter: nothing more will happen
             self.gone_reason = self.gone_reason or "torn down"
             self.console.flush_partial_line()
@@ -422,64 +452,47 @@ async def _launch(guest: str, name: str | None, accel: str, **options: Any) -> A
     return vm
 
 
+@runs_on_runtime_loop
 async def launch_async(guest: str = "tmk", *, name: str | None = None, accel: str = "tcg", **options: Any) -> AsyncVm:
     """Boot ``guest`` and return once it is ready (its banner seen on the console)."""
-    return await hop(_launch(guest, name, accel, **options))
+    return await _launch(guest, name, accel, **options)
 
 
-class Vm(StateFacade, DebugFacade):
-    """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view."""
+#: Plain (not coroutine) members of AsyncVm that Vm reads straight through.
+_FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "gone_reason",
+              "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state")
 
-    def __init__(self, aio: AsyncVm) -> None:
-        self.aio = aio
-        self.console = Console(aio.console)
+
+@blocking_twins(AsyncVm, wraps={"wait_for_agent": Agent}, forward=_FORWARDED)
+class Vm:
+    """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view.
+
+    Its methods are generated from AsyncVm's coroutines (petri_nb.blocking), so the two
+    cannot drift. There is one Vm per AsyncVm: ``Vm(aio)`` returns the existing handle,
+    so every cell that shows the VM shares one live view."""
+
+    aio: AsyncVm
+    console: Console
+
+    def __new__(cls, aio: AsyncVm) -> Vm:
+        handle = aio.__dict__.get("_blocking_handle")
+        if handle is None:
+            handle = super().__new__(cls)
+            handle.aio = aio
+            handle.console = Console(aio.console)
+            handle._view = None
+            aio.__dict__["_blocking_handle"] = handle
+        return handle
 
     def __repr__(self) -> str:
         halt = f" last_halt={self.last_halt}" if self.last_halt else ""
         return f"<Vm {self.name} guest={self.aio.guest.name} state={self.state}{halt}>"
 
-    @property
-    def name(self) -> str:
-        return self.aio.name
-
-    @property
-    def state(self) -> str:
-        return self.aio.state
-
-    @property
-    def last_halt(self) -> Halt | None:
-        return self.aio.last_halt
-
-    @property
-    def halts(self) -> list[Halt]:
-        return list(self.aio.halts)
-
-    def reset(self) -> None:
-        run_sync(self.aio.reset())
-
-    def pause(self) -> None:
-        run_sync(self.aio.pause())
-
-    def resume(self) -> None:
-        run_sync(self.aio.resume())
-
-    def status(self) -> str:
-        return run_sync(self.aio.status())
-
-    def screenshot(self) -> Image.Image:
-        return run_sync(self.aio.screenshot())
-
-    def send_input(self, events: list[dict[str, Any]]) -> None:
-        run_sync(self.aio.send_input(events))
-
-    def send_shutdown(self, kind: str = "poweroff") -> None:
-        run_sync(self.aio.send_shutdown(kind))
-
     def view(self) -> VmView:
         """The live view widget (one per Vm, shared by every display of it)."""
         from .widget import VmView
 
-        if getattr(self, "_view", None) is None or self._view._closed:
+        if self._view is None or self._view._closed:
             self._view = VmView(self)
         return self._view
 
@@ -487,49 +500,6 @@ class Vm(StateFacade, DebugFacade):
         from IPython.display import display
 
         display(self.view())
-
-    def wait_for_agent(self, timeout: float = AGENT_TIMEOUT) -> Agent:
-        return Agent(run_sync(self.aio.wait_for_agent(timeout)))
-
-    def update_command_line(self, command_line: str) -> None:
-        run_sync(self.aio.update_command_line(command_line))
-
-    def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
-        return run_sync(self.aio.add_pcie_device(kind, port, **options))
-
-    def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
-        return run_sync(self.aio.remove_pcie_device(port, timeout))
-
-    def wait_for_halt(self, allow_reset: bool = False, timeout: float | None = None) -> Halt:
-        return run_sync(self.aio.wait_for_halt(allow_reset, timeout))
-
-    def wait_for_halt_or(self, call: Callable[[], Any] | Awaitable[Any], timeout: float | None = None) -> Any:
-        return run_sync(self.aio.wait_for_halt_or(call, timeout))
-
-    def timeline(self) -> pd.DataFrame:
-        return self.aio.timeline()
-
-    def inspect(self, path: str | None = None) -> InspectNode:
-        return run_sync(self.aio.inspect(path))
-
-    def save_timeline(self, runs_dir: str | os.PathLike[str] | None = None,
-                      interval: float = persist.FLUSH_INTERVAL) -> Path:
-        return run_sync(self.aio.save_timeline(runs_dir, interval))
-
-    def restart_openhcl(self, *args: Any, **kwargs: Any) -> None:
-        run_sync(self.aio.restart_openhcl(*args, **kwargs))
-
-    def save_openhcl(self, *args: Any, **kwargs: Any) -> None:
-        run_sync(self.aio.save_openhcl(*args, **kwargs))
-
-    def restore_openhcl(self) -> None:
-        run_sync(self.aio.restore_openhcl())
-
-    def set_vtl2_settings(self, settings: Any) -> None:
-        run_sync(self.aio.set_vtl2_settings(settings))
-
-    def teardown(self) -> None:
-        run_sync(self.aio.teardown())
 
     def __enter__(self) -> Vm:
         return self
@@ -540,7 +510,7 @@ class Vm(StateFacade, DebugFacade):
 
 def launch(guest: str = "tmk", *, name: str | None = None, accel: str = "tcg", **options: Any) -> Vm:
     """Boot ``guest`` and return a blocking ``Vm`` once it is ready."""
-    return Vm(run_sync(_launch(guest, name, accel, **options)))
+    return Vm(run_blocking(_launch(guest, name, accel, **options)))
 
 
 def live_vms() -> list[AsyncVm]:
@@ -557,7 +527,7 @@ def _teardown_all_at_exit() -> None:
         await asyncio.wait_for(asyncio.gather(*(vm.teardown() for vm in vms), return_exceptions=True), 10)
 
     try:
-        run_sync(all_down())
+        run_blocking(all_down())
     except BaseException:
         pass  # the parent-death signal still takes QEMU down
 

@@ -20,7 +20,8 @@ import anywidget
 import traitlets
 
 from .keymap import qcode
-from .loop import runtime_loop
+from .loop import submit
+from .run_state import RunState
 from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump
 
 if TYPE_CHECKING:
@@ -68,34 +69,39 @@ class VmView(anywidget.AnyWidget):
         self._buttons = 0
         self.pump = FramePump(aio.runtime.screenshot, self._send_frame, fps=fps, max_in_flight=max_in_flight,
                               ack_timeout=ack_timeout, alive=self._alive,
-                              on_tick=self._sync_status)
+                              on_tick=self._sync_console_line)
         self.on_msg(self._on_msg)
-        self._sync_status()
+        self._on_vm_state(aio.state, aio.state)
+        self._unobserve = aio.observe_state(self._on_vm_state)
         self.pump.start()
 
     # -- runtime loop side -----------------------------------------------------
 
     def _alive(self) -> bool:
-        if self._closed or self.vm.state in ("torn down", "gone"):
-            self._sync_status()
-            if not self.stopped_at:
-                self.stopped_at = time.time()
-            return False
-        return True
+        return not self._closed and not self.stopped_at
 
     def _send_frame(self, meta: dict[str, Any], data: bytes) -> None:
         self.send(meta, buffers=[data])
 
+    def _on_vm_state(self, old: RunState, new: RunState) -> None:
+        """Told by the VM (on the runtime loop) instead of polling it."""
+        self._sync_status()
+        if new in (RunState.GONE, RunState.TORN_DOWN) and not self.stopped_at:
+            self.stopped_at = time.time()
+
     def _sync_status(self) -> None:
         vm = self.vm
         halt = vm.last_halt
-        # Traitlets only sends values that changed, so a static VM costs nothing here; held
-        # together, the browser never shows a new state with the previous halt.
+        # Held together, the browser never shows a new state with the previous halt.
         with self.hold_sync():
-            self.state = vm.state
+            self.state = vm.state.value
             self.halt_reason = halt.reason.name if halt else ""
             self.halt_detail = halt.detail if halt else ""
-            self.console_line = vm.console.last_line[-CONSOLE_SNIPPET:]
+            self._sync_console_line()
+
+    def _sync_console_line(self) -> None:
+        # Traitlets only sends values that changed, so a quiet console costs nothing here.
+        self.console_line = self.vm.console.last_line[-CONSOLE_SNIPPET:]
 
     # -- kernel side: messages from the browser ----------------------------------
 
@@ -150,8 +156,7 @@ class VmView(anywidget.AnyWidget):
             await getattr(self.vm, action)()
 
     def _submit(self, coro: Any) -> None:
-        fut = asyncio.run_coroutine_threadsafe(coro, runtime_loop())
-        fut.add_done_callback(self._report)
+        submit(coro).add_done_callback(self._report)
 
     def _report(self, fut: concurrent.futures.Future[Any]) -> None:
         if fut.cancelled():
@@ -161,5 +166,6 @@ class VmView(anywidget.AnyWidget):
 
     def close(self) -> None:
         self._closed = True
+        self._unobserve()
         self.pump.stop()
         super().close()

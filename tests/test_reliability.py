@@ -21,8 +21,8 @@ from conftest import wait_until
 
 import petri_nb
 from petri_nb import PetriError, PetriTimeout, VmGone
+from petri_nb.blocking import run_blocking
 from petri_nb.guests.tmk import READY
-from petri_nb.loop import run_sync
 
 CALLS: dict[str, Callable[[petri_nb.Vm], object]] = {
     "reset": lambda vm: vm.reset(),
@@ -79,7 +79,7 @@ def test_qmp_connection_dropped_under_a_pending_call_is_a_petri_error(vm: petri_
         async def drop() -> None:
             vm.aio.runtime.qmp._writer.transport.abort()  # the link breaks, QEMU lives on
 
-        run_sync(drop())
+        run_blocking(drop())
         thread.join(5)
         assert not thread.is_alive(), "status() hangs after the QMP connection dropped"
         assert isinstance(out.get("error"), PetriError), repr(out.get("error"))

@@ -41,6 +41,11 @@ class Runtime(abc.ABC):
 
     backend_name = "backend"
 
+    @property
+    def pid(self) -> int | None:
+        """The process running the VM, if the backend has one."""
+        return None
+
     @abc.abstractmethod
     async def start(self, sink: EventSink) -> None:
         """Boot the VM; returns once guest code is running."""

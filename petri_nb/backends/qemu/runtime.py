@@ -72,6 +72,10 @@ class QemuRuntime(Runtime):
         self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     # -- start ------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
