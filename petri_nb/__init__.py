@@ -5,24 +5,29 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
-from .debug import BreakpointHit
-from .errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
+from .errors import AgentError, BreakpointHit, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
+from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
-from .inspect import InspectNode, inspect_diff
+from .introspect import InspectNode, inspect_diff
 from .persist import read_timelines
+from .run_state import RunState
 from .vm import AsyncVm, Vm, launch, launch_async
 
 __all__ = [
     "AgentError",
     "AsyncVm",
     "BreakpointHit",
+    "Disk",
+    "Guest",
     "Halt",
     "HaltReason",
     "InspectNode",
     "LaunchError",
     "NotSupported",
+    "Nic",
     "PetriError",
     "PetriTimeout",
+    "RunState",
     "Vm",
     "VmGone",
     "VmHalted",
@@ -31,6 +36,7 @@ __all__ = [
     "launch_async",
     "plot",
     "read_timelines",
+    "register_guest",
 ]
 
 

@@ -6,7 +6,7 @@ bytes, including NULs and the frame marker itself, pass through unchanged; a
 request id lets us drop late frames from a command we gave up on. The guest side
 is ``petri_nb/guests/linux/agent.c`` (frame format documented there).
 
-Agent calls go through ``AsyncVm._call(..., halts=True)``: a guest that crashes
+Agent calls go through ``VmCore._call(..., halts=True)``: a guest that crashes
 under a command gives ``VmHalted``, not a hang.
 """
 
@@ -26,7 +26,7 @@ from .errors import AgentError, PetriTimeout
 from .loop import runs_on_runtime_loop
 
 if TYPE_CHECKING:
-    from .vm import AsyncVm
+    from .vm_core import VmCore
 
 _HEADER = struct.Struct(">2sBII")
 _MARKER = b"PA"
@@ -130,7 +130,7 @@ def _failure(payload: bytes) -> AgentError:
 class AsyncAgent:
     """The agent of one VM; coroutines usable from any loop (they run on the runtime loop)."""
 
-    def __init__(self, vm: AsyncVm, channel: _Channel) -> None:
+    def __init__(self, vm: VmCore, channel: _Channel) -> None:
         self.vm = vm
         self._channel = channel
 
@@ -138,7 +138,7 @@ class AsyncAgent:
         return f"<AsyncAgent of {self.vm.name}>"
 
     @classmethod
-    async def connect(cls, vm: AsyncVm, timeout: float) -> AsyncAgent:
+    async def connect(cls, vm: VmCore, timeout: float) -> AsyncAgent:
         """Open the channel and ping until the guest answers."""
         reader, writer = await vm._call("agent.connect", vm.runtime.open_agent_channel(), timeout=None)
         channel = _Channel(reader, writer)
@@ -261,10 +261,10 @@ class Agent:
         return f"<Agent of {self.aio.vm.name}>"
 
 
-_agents: weakref.WeakKeyDictionary[AsyncVm, AsyncAgent] = weakref.WeakKeyDictionary()
+_agents: weakref.WeakKeyDictionary[VmCore, AsyncAgent] = weakref.WeakKeyDictionary()
 
 
-async def agent_for(vm: AsyncVm, timeout: float) -> AsyncAgent:
+async def agent_for(vm: VmCore, timeout: float) -> AsyncAgent:
     """The VM's agent, connecting on first use; pings so a rebooted guest is waited for."""
     agent = _agents.get(vm)
     if agent is not None:

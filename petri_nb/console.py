@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .blocking import blocking_twins
 from .loop import runs_on_runtime_loop
 
-if TYPE_CHECKING:
-    from .vm import AsyncVm
+#: Puts one row on the VM's timeline: (source, kind, detail).
+Record = Callable[..., None]
+#: Runs one runtime call raced against VM loss (and halts): VmCore._call.
+Call = Callable[..., Awaitable[Any]]
 
 #: Text kept in memory per VM (up to 1/8 more between trims); older text is dropped and
 #: counted in ``dropped_chars``.
@@ -26,8 +29,10 @@ DEFAULT_EXPECT_TIMEOUT = 30.0
 class AsyncConsole:
     """Console of an AsyncVm. ``expect`` consumes text up to the end of its match."""
 
-    def __init__(self, vm: AsyncVm) -> None:
-        self._vm = vm
+    def __init__(self, record: Record, call: Call, write: Callable[[bytes], Awaitable[None]]) -> None:
+        self._record = record
+        self._call = call
+        self._write = write
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
         self._cursor = 0
@@ -55,7 +60,7 @@ class AsyncConsole:
         """Called by the backend on the runtime loop with raw console bytes."""
         self._text += self._decoder.decode(data)
         while (nl := self._text.find("\n", self._line_start)) >= 0:
-            self._vm._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
+            self._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
             self._line_start = nl + 1
         if len(self._text) > MAX_TEXT + MAX_TEXT // 8:  # trim in steps, not on every chunk
             cut = len(self._text) - MAX_TEXT
@@ -68,13 +73,13 @@ class AsyncConsole:
     def flush_partial_line(self) -> None:
         """Record text after the last newline (e.g. a prompt) when no more output will come."""
         if self._line_start < len(self._text):
-            self._vm._record("console", "line", self._text[self._line_start:].rstrip("\r"))
+            self._record("console", "line", self._text[self._line_start:].rstrip("\r"))
             self._line_start = len(self._text)
 
     @runs_on_runtime_loop
     async def write(self, text: str | bytes) -> None:
         data = text.encode() if isinstance(text, str) else text
-        await self._vm._call("console.write", self._vm.runtime.write_console(data))
+        await self._call("console.write", self._write(data))
 
     @runs_on_runtime_loop
     async def expect(
@@ -82,7 +87,7 @@ class AsyncConsole:
     ) -> re.Match[str]:
         """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return await self._vm._call(
+        return await self._call(
             "console.expect", self._search(regex), halts=True, timeout=timeout,
             what=f"console output matching {regex.pattern!r}",
         )

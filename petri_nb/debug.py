@@ -10,24 +10,20 @@ halted, until ``continue_()`` / ``step()`` / ``resume()``.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import functools
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from .errors import PetriError
+from .errors import BreakpointHit, PetriError
 from .loop import runs_on_runtime_loop
 from .run_state import Fact
+from .vm_core import VmCore
 
-if TYPE_CHECKING:
-    from .vm import AsyncVm
+__all__ = ["BreakpointHit", "DebugMixin", "Memory", "cpu_mode", "decode", "elf_symbols", "hexdump"]
 
 #: Bit names of the registers worth decoding (Intel SDM vol. 3, 2.5 and 2.2.1).
 BITS: dict[str, dict[int, str]] = {
@@ -39,29 +35,6 @@ BITS: dict[str, dict[int, str]] = {
             20: "SMEP", 21: "SMAP", 22: "PKE"},
     "EFER": {0: "SCE", 8: "LME", 10: "LMA", 11: "NXE", 12: "SVME", 14: "FFXSR"},
 }
-#: Stop reasons (gdb/MI) that are breakpoint hits rather than steps or our own pauses.
-HIT_REASONS = {"breakpoint-hit", "watchpoint-trigger", "access-watchpoint-trigger", "read-watchpoint-trigger"}
-
-
-class BreakpointHit(PetriError):
-    """The guest stopped at a breakpoint while a call was pending; ``stop`` says where."""
-
-    def __init__(self, stop: Stop, during: str = "") -> None:
-        self.stop = stop
-        where = f" during {during}" if during else ""
-        super().__init__(f"breakpoint hit{where} at 0x{stop.addr:x}; the guest is stopped: continue_() or step()")
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Where and why gdb reported the guest stopped."""
-
-    addr: int
-    reason: str
-    t: float
-    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
 def decode(name: str, value: int, text: str = "") -> str:
     """Human view of a register: set flag names for EFL/CR0/CR4/EFER, QEMU's own text otherwise."""
     base = name.split(".")[0]
@@ -138,38 +111,13 @@ def program_counter(regs: dict[str, int]) -> int:
     return (regs.get("CS.base", 0) + ip) & ((1 << 64) - 1)
 
 
-class DebugMixin:
+class DebugMixin(VmCore):
     """registers / read_memory / write_memory / disassemble / breakpoints for AsyncVm."""
-
-    # -- the EventSink side: gdb reports stops here, on the runtime loop --------
-
-    def _init_debug(self) -> None:
-        """Called from AsyncVm.__init__."""
-        self._bp_signal = asyncio.Event()
-        self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
-
-    def _breakpoint_stop(self: AsyncVm) -> Stop | None:  # type: ignore[misc]
-        return self._bp_stops[-1] if self._bp_signal.is_set() else None
-
-    def debug_stopped(self: AsyncVm, payload: dict[str, Any]) -> None:  # type: ignore[misc]
-        reason = payload.get("reason", "")
-        try:
-            addr = int(payload.get("frame", {}).get("addr", "0"), 16)
-        except ValueError:
-            addr = 0
-        if reason in HIT_REASONS:
-            stop = Stop(addr, reason, self.uptime, payload)
-            self._bp_stops.append(stop)
-            self._bp_signal.set()
-            self._record("runtime", "breakpoint", f"{reason} at 0x{addr:x}", payload)
-
-    def debug_running(self: AsyncVm) -> None:  # type: ignore[misc]
-        self._bp_signal.clear()
 
     # -- reads -------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _paused_for_read(self: AsyncVm) -> AsyncIterator[None]:  # type: ignore[misc]
+    async def _paused_for_read(self) -> AsyncIterator[None]:
         """A running guest is paused for the read and resumed after; others are left as they are."""
         running = await self._call("status", self.runtime.status()) == "running"
         if running:
@@ -180,7 +128,7 @@ class DebugMixin:
             if running:
                 await self._call("resume", self.runtime.resume())
 
-    async def _register_map(self: AsyncVm, cpu: int = 0) -> dict[str, int]:  # type: ignore[misc]
+    async def _register_map(self, cpu: int = 0) -> dict[str, int]:
         regs = await self._call("registers", self.runtime.registers())
         found = {r.name: r.value for r in regs if r.cpu == cpu}
         if not found:
@@ -188,7 +136,7 @@ class DebugMixin:
         return found
 
     @runs_on_runtime_loop
-    async def registers(self: AsyncVm, cpu: int | None = None) -> pd.DataFrame:  # type: ignore[misc]
+    async def registers(self, cpu: int | None = None) -> pd.DataFrame:
         """One row per vCPU and register: value, hex and a decoded view (flags, control bits, segments)."""
         if cpu is not None and (not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0):
             raise PetriError(f"cpu must be a vCPU index (int >= 0) or None, not {cpu!r}")
@@ -208,7 +156,7 @@ class DebugMixin:
         })
 
     @runs_on_runtime_loop
-    async def register(self: AsyncVm, name: str, cpu: int = 0) -> int:  # type: ignore[misc]
+    async def register(self, name: str, cpu: int = 0) -> int:
         """One register's value, e.g. ``register("EIP")`` or ``register("IDT.limit")``."""
         async with self._paused_for_read():
             regs = await self._register_map(cpu)
@@ -221,7 +169,7 @@ class DebugMixin:
         return regs[key]
 
     @runs_on_runtime_loop
-    async def read_memory(self: AsyncVm, addr: int | str, size: int, physical: bool = False) -> Memory:  # type: ignore[misc]
+    async def read_memory(self, addr: int | str, size: int, physical: bool = False) -> Memory:
         """Guest memory at an address or kernel symbol; virtual (through the current page tables)
         unless ``physical``."""
         addr = await self._resolve(addr)
@@ -229,7 +177,7 @@ class DebugMixin:
         return Memory(data, addr, physical)
 
     @runs_on_runtime_loop
-    async def write_memory(self: AsyncVm, addr: int | str, data: bytes, physical: bool = False) -> None:  # type: ignore[misc]
+    async def write_memory(self, addr: int | str, data: bytes, physical: bool = False) -> None:
         """Write guest RAM (through the gdbstub: QMP has no memory write). MMIO such as VGA is not written."""
         if not isinstance(data, (bytes, bytearray, memoryview)) or not len(data):
             raise PetriError(f"write_memory() needs non-empty bytes, not {data!r:.60}")
@@ -237,7 +185,7 @@ class DebugMixin:
         await self._call("write_memory", self.runtime.write_memory(addr, bytes(data), physical))
 
     @runs_on_runtime_loop
-    async def disassemble(self: AsyncVm, addr: int | str | None = None, count: int = 20,  # type: ignore[misc]
+    async def disassemble(self, addr: int | str | None = None, count: int = 20,
                           cpu: int = 0) -> pd.DataFrame:
         """``count`` instructions from ``addr`` (default: the current instruction), decoded by capstone
         in the CPU's current mode (real / 32-bit / 64-bit)."""
@@ -270,17 +218,17 @@ class DebugMixin:
         frame.attrs["mode"] = mode
         return frame
 
-    def symbols(self: AsyncVm) -> dict[str, int]:  # type: ignore[misc]
+    def symbols(self) -> dict[str, int]:
         """The guest kernel's ELF symbols (name -> address), if it has any (tmk does)."""
-        kernel = getattr(getattr(self.runtime, "config", None), "kernel", None)
-        if kernel is None or not Path(kernel).is_file():
+        path = self.guest.symbol_file
+        if path is None or not path.is_file():
             return {}
         try:
-            return dict(elf_symbols(str(kernel)))
+            return dict(elf_symbols(str(path)))
         except Exception:  # not an ELF (e.g. a bzImage): no symbols
             return {}
 
-    async def _resolve(self: AsyncVm, where: int | str) -> int:  # type: ignore[misc]
+    async def _resolve(self, where: int | str) -> int:
         if isinstance(where, str):
             syms = self.symbols()
             if where not in syms:
@@ -293,7 +241,7 @@ class DebugMixin:
     # -- breakpoints and stepping (gdbstub) -----------------------------------------
 
     @runs_on_runtime_loop
-    async def break_at(self: AsyncVm, where: int | str) -> int:  # type: ignore[misc]
+    async def break_at(self, where: int | str) -> int:
         """Set a breakpoint at an address or kernel symbol; returns the address. A hit is a
         ``breakpoint`` timeline event and raises BreakpointHit in pending ``wait_for_halt_or`` calls."""
         addr = await self._resolve(where)
@@ -301,27 +249,22 @@ class DebugMixin:
         return addr
 
     @runs_on_runtime_loop
-    async def remove_breakpoint(self: AsyncVm, where: int | str) -> int:  # type: ignore[misc]
+    async def remove_breakpoint(self, where: int | str) -> int:
         """Remove the breakpoint at an address or kernel symbol; returns the address."""
         addr = await self._resolve(where)
         await self._call("remove_breakpoint", self.runtime.remove_breakpoint(addr))
         return addr
 
     @runs_on_runtime_loop
-    async def step(self: AsyncVm) -> int:  # type: ignore[misc]
+    async def step(self) -> int:
         """Execute one instruction of a stopped guest; returns the new program counter."""
         addr = await self._call("step", self.runtime.step())
         self.debug_running()
         return addr
 
     @runs_on_runtime_loop
-    async def continue_(self: AsyncVm) -> None:  # type: ignore[misc]
+    async def continue_(self) -> None:
         """Let a guest stopped at a breakpoint (or paused) run again."""
         await self._call("continue_", self.runtime.continue_())
         self.debug_running()
         self._transition(Fact.RESUMED)
-
-    @property
-    def breakpoint_stop(self: AsyncVm) -> Stop | None:  # type: ignore[misc]
-        """The breakpoint the guest is stopped at, if any."""
-        return self._breakpoint_stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .halt import Halt
+    from .halt import Halt, Stop
 
 
 class PetriError(Exception):
@@ -27,6 +27,15 @@ class VmHalted(PetriError):
         self.halt = halt
         where = f" during {during}" if during else ""
         super().__init__(f"VM halted{where}: {halt.reason.name} ({halt.detail})")
+
+
+class BreakpointHit(PetriError):
+    """The guest stopped at a breakpoint while a call was pending; ``stop`` says where."""
+
+    def __init__(self, stop: Stop, during: str = "") -> None:
+        self.stop = stop
+        where = f" during {during}" if during else ""
+        super().__init__(f"breakpoint hit{where} at 0x{stop.addr:x}; the guest is stopped: continue_() or step()")
 
 
 class VmGone(PetriError):

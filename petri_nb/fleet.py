@@ -43,7 +43,7 @@ from distributed import Client, as_completed, get_worker
 from distributed.scheduler import KilledWorker
 
 from .errors import PetriError, VmHalted
-from .guests import get_guest
+from .guests import describe
 from .persist import read_timelines, write_parquet
 from .timeline import empty_frame
 from .vm import Vm, launch
@@ -85,13 +85,17 @@ def current_run() -> RunInfo:
 
 @dataclass(frozen=True)
 class HaltEach:
-    """Built-in experiment: send one tmk command per run (cycling) and wait for the halt."""
+    """Built-in experiment: send one of the guest's halt commands per run (cycling through
+    ``Guest.halt_commands``, or ``commands`` when given) and wait for the halt."""
 
-    commands: tuple[str, ...] = ("poweroff", "reset", "triplefault", "panic", "hibernate")
+    commands: tuple[str, ...] | None = None
     timeout: float = 30.0
 
     def __call__(self, vm: Vm) -> str:
-        command = self.commands[current_run().index % len(self.commands)]
+        commands = self.commands or tuple(vm.guest.halt_commands.values())
+        if not commands:
+            raise PetriError(f"guest {vm.guest.name!r} declares no halt_commands for the halt-each experiment")
+        command = commands[current_run().index % len(commands)]
         vm.console.write(command + "\n")
         return vm.wait_for_halt(timeout=self.timeout).reason.name
 
@@ -317,7 +321,7 @@ def run(experiment: str | Experiment, runs: int = 1, guest: str = "tmk", client:
     if "name" in launch_options:
         raise PetriError("a fleet names its VMs itself; drop the name= launch option")
     # Fail here, once, rather than on every worker: bad guest names and options are LaunchErrors.
-    get_guest(guest).config(**({"accel": "tcg"} | launch_options))
+    describe(guest, **{k: v for k, v in launch_options.items() if k != "accel"})
     fleet = f"fleet-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     rundir = Path(rundir) if rundir is not None else Path.cwd() / "petri_nb-runs" / fleet
     rundir.mkdir(parents=True, exist_ok=True)

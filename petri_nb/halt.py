@@ -1,9 +1,11 @@
-"""Typed halt reasons, mirroring petri's PetriHaltReason / PetriHaltReasonDetail."""
+"""Why a VM stopped: typed halts (mirroring petri's PetriHaltReason / PetriHaltReasonDetail) and
+debugger stops."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class HaltReason(enum.Enum):
@@ -31,3 +33,13 @@ class Halt:
 
     def __repr__(self) -> str:
         return f"Halt({self.reason.name}, {self.detail!r}, t={self.t:.3f})"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where and why a debugger reported the guest stopped (not a halt: it can continue)."""
+
+    addr: int
+    reason: str
+    t: float
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

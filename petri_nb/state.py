@@ -11,21 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import PetriError
 from .loop import runs_on_runtime_loop
 from .run_state import Fact, RunState
-
-if TYPE_CHECKING:
-    from .vm import AsyncVm
+from .vm_core import VmCore
 
 #: Generous bound on one save or restore (tmk takes well under a second).
 STATE_TIMEOUT = 120.0
-_TMK_COUNT = re.compile(r"count=(\d+)\r?\n")
 
 
 @dataclass(frozen=True)
@@ -42,24 +38,24 @@ class Checkpoint:
         return len(self.data)
 
 
-class StateMixin:
+class StateMixin(VmCore):
     """save_state / restore_state / verify_save_restore / checkpoint / rewind for AsyncVm."""
 
-    def _init_state(self) -> None:
-        """Called from AsyncVm.__init__."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._checkpoints: dict[str, Checkpoint] = {}
         self._checkpoint_names = itertools.count(1)
         self._state_lock = asyncio.Lock()
         self._auto_task: asyncio.Task[None] | None = None
 
-    async def _save(self: AsyncVm, call: str) -> tuple[bytes, float]:  # type: ignore[misc]
+    async def _save(self, call: str) -> tuple[bytes, float]:
         """(state, seconds taken): the one way save_state() and checkpoint() take a state."""
         async with self._state_lock:
             start = time.monotonic()
             data = await self._call(call, self.runtime.save_state(), timeout=STATE_TIMEOUT)
             return data, time.monotonic() - start
 
-    async def _restore(self: AsyncVm, call: str, data: bytes, resume: bool) -> None:  # type: ignore[misc]
+    async def _restore(self, call: str, data: bytes, resume: bool) -> None:
         """The one way restore_state() and rewind() load a state; pending halts are dropped."""
         async with self._state_lock:
             status = await self._call(call, self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
@@ -71,7 +67,7 @@ class StateMixin:
                 self._transition(Fact.RESUMED)
 
     @runs_on_runtime_loop
-    async def save_state(self: AsyncVm) -> bytes:  # type: ignore[misc]
+    async def save_state(self) -> bytes:
         """The whole VM state (QEMU migration stream); a running VM is paused for it and resumed."""
         data, took = await self._save("save_state")
         self._record("runtime", "state saved", f"{len(data)} bytes in {took * 1000:.1f} ms",
@@ -79,7 +75,7 @@ class StateMixin:
         return data
 
     @runs_on_runtime_loop
-    async def restore_state(self: AsyncVm, data: bytes, resume: bool = True) -> None:  # type: ignore[misc]
+    async def restore_state(self, data: bytes, resume: bool = True) -> None:
         """Load ``data`` from save_state() into this VM (a fresh QEMU replaces the old one).
 
         Pending halts are dropped: the restored machine has not halted. Bad bytes
@@ -87,12 +83,12 @@ class StateMixin:
         await self._restore("restore_state", data, resume)
 
     @runs_on_runtime_loop
-    async def verify_save_restore(self: AsyncVm, rounds: int = 2) -> dict[str, Any]:  # type: ignore[misc]
+    async def verify_save_restore(self, rounds: int = 2) -> dict[str, Any]:
         """As petri: pause, save, restore, resume, ``rounds`` times; then check the guest still runs.
 
         On tmk the ``count`` command must continue from where it was. Returns sizes and times."""
-        probe = _PROBES.get(self.guest.name)
-        before = await probe(self) if probe else None
+        probe = self.guest.liveness_probe
+        before = await probe(self.console) if probe else None
         sizes, saves, restores = [], [], []
         for _ in range(rounds):
             await self.pause()
@@ -108,7 +104,7 @@ class StateMixin:
         if status != "running":
             raise PetriError(f"verify_save_restore: the VM is {status} after restoring, not running")
         if probe:
-            after = await probe(self)
+            after = await probe(self.console)
             if after != before + 1:
                 raise PetriError(f"verify_save_restore: the guest counter went {before} -> {after}, not +1")
         result = {"rounds": rounds, "bytes": sizes, "save_s": saves, "restore_s": restores}
@@ -116,7 +112,7 @@ class StateMixin:
         return result
 
     @runs_on_runtime_loop
-    async def checkpoint(self: AsyncVm, name: str | None = None) -> Checkpoint:  # type: ignore[misc]
+    async def checkpoint(self, name: str | None = None) -> Checkpoint:
         """Keep the current state in memory under ``name`` (default ``cp-N``); on the timeline."""
         if name is None:
             name = f"cp-{next(self._checkpoint_names)}"
@@ -130,12 +126,12 @@ class StateMixin:
                      {"name": name, "bytes": cp.size, "duration_s": cp.save_s, "uptime": t})
         return cp
 
-    def checkpoints(self: AsyncVm) -> list[Checkpoint]:  # type: ignore[misc]
+    def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints taken so far, oldest first."""
         return list(self._checkpoints.values())
 
     @runs_on_runtime_loop
-    async def rewind(self: AsyncVm, name: str | None = None, resume: bool = True) -> Checkpoint:  # type: ignore[misc]
+    async def rewind(self, name: str | None = None, resume: bool = True) -> Checkpoint:
         """Go back to checkpoint ``name`` (default: the latest); the console and timeline go on."""
         if not self._checkpoints:
             raise PetriError("rewind(): no checkpoint taken yet; call checkpoint() first")
@@ -152,7 +148,7 @@ class StateMixin:
         return cp
 
     @runs_on_runtime_loop
-    async def auto_checkpoint(self: AsyncVm, every: float | None = 5.0, keep: int = 5) -> None:  # type: ignore[misc]
+    async def auto_checkpoint(self, every: float | None = 5.0, keep: int = 5) -> None:
         """Take a checkpoint ``auto-N`` every ``every`` seconds while running, keeping the last ``keep``;
         ``every=None`` stops."""
         if self._auto_task is not None:
@@ -166,7 +162,7 @@ class StateMixin:
             raise PetriError(f"auto_checkpoint(every={every!r}, keep={keep!r}): both must be positive")
         self._auto_task = asyncio.ensure_future(self._auto_loop(every, keep))
 
-    async def _auto_loop(self: AsyncVm, every: float, keep: int) -> None:  # type: ignore[misc]
+    async def _auto_loop(self, every: float, keep: int) -> None:
         for n in itertools.count(1):
             await asyncio.sleep(every)  # a period, not a synchronisation
             if self.state in (RunState.GONE, RunState.TORN_DOWN):
@@ -178,12 +174,3 @@ class StateMixin:
             autos = [k for k in self._checkpoints if k.startswith("auto-")]
             for old in autos[:-keep]:
                 del self._checkpoints[old]
-
-
-async def _tmk_counter(vm: AsyncVm) -> int:
-    await vm.console.write("count\n")
-    return int((await vm.console.expect(_TMK_COUNT, timeout=10))[1])
-
-
-#: Guest liveness probes for verify_save_restore: a value that must advance by one.
-_PROBES = {"tmk": _tmk_counter}

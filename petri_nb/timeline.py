@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from .inspect import InspectNode
+    from .introspect import InspectNode
 
 SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent")
 COLUMNS = ("vm", "run", "t", "wall", "source", "kind", "reason", "detail", "data")

@@ -20,7 +20,7 @@ def test_inspect_has_machine_cpus_and_frame_columns(vm: petri_nb.Vm):
     assert node["machine/type"].value == "pc-q35-7.2-machine"
     assert node["cpus/0/cpu-index"].value == 0
     assert node["status/status"].value == "running"
-    assert node["memory/base-memory"].value == vm.aio.runtime.config.memory_mib * 1024 * 1024
+    assert node["memory/base-memory"].value == vm.guest.memory_mib * 1024 * 1024
     frame = node.to_frame()
     assert list(frame.columns) == ["path", "name", "value", "type"]
     frame["value"] = frame["value"].fillna("")  # JSON null leaves

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from petri_nb.inspect import InspectNode
+from petri_nb.introspect import InspectNode
 from petri_nb.persist import RunWriter, read_run
 from petri_nb.timeline import DTYPES, Timeline, conform
 

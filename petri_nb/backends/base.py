@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import AgentError, NotSupported
 from ..halt import Halt
-from ..inspect import InspectNode
+from ..introspect import InspectNode
 
 
 class EventSink(Protocol):
@@ -110,6 +110,10 @@ class Runtime(abc.ABC):
     async def send_input(self, events: list[dict[str, Any]]) -> None:
         """Inject keyboard/pointer events (QMP ``input-send-event`` shape) for the live view."""
         raise NotSupported(f"send_input() is not implemented by the {self.backend_name} backend")
+
+    async def firmware_vars(self) -> bytes:
+        """The UEFI variable store as it is now (to save as an artifact)."""
+        raise NotSupported(f"firmware_vars() is not implemented by the {self.backend_name} backend")
 
     async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A byte stream to the guest agent's port (see petri_nb.agent)."""

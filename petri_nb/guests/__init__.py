@@ -1,40 +1,65 @@
-"""Guests petri_nb can boot by name, e.g. ``launch("tmk")``."""
+"""Guests by name: the presets (``tmk``, ``linux``) and the ones a user registers.
+
+A preset is a function returning a ``Guest``; options given to ``launch`` go to it
+(``launch("linux", command_line=...)``) or, for a plain ``Guest`` value, replace its
+fields (``launch("tmk", memory_mib=64)``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ..backends.qemu import QemuConfig
 from ..errors import LaunchError
+from .description import Disk, Guest, Nic
+
+__all__ = ["Disk", "Guest", "Nic", "describe", "known_guests", "register_guest"]
+
+Preset = Callable[..., Guest]
+_registry: dict[str, Guest | Preset] = {}
+#: Fields that describe a guest of the user's own (``launch(kernel=...)`` needs no preset).
+_OWN_GUEST_FIELDS = ("kernel", "disks", "cdrom")
 
 
-@dataclass(frozen=True)
-class Guest:
-    """A bootable guest: how to configure QEMU for it and what it prints when ready."""
+def _presets() -> dict[str, Guest | Preset]:
+    from .linux import linux
+    from .tmk import tmk
 
-    name: str
-    make_config: Callable[..., QemuConfig]
-    ready: str | None = None
-    ready_timeout: float = 30.0
-
-    def config(self, **options: Any) -> QemuConfig:
-        try:
-            return self.make_config(**options)
-        except TypeError as e:
-            raise LaunchError(f"bad launch option for guest {self.name!r}: {e}") from None
+    return {"tmk": tmk, "linux": linux, **_registry}
 
 
-def _registry() -> dict[str, Guest]:
-    from .linux import LINUX
-    from .tmk import TMK
+def register_guest(name: str, guest: Guest | Preset) -> None:
+    """Make ``launch(name)`` (and ``%petri launch name``) boot ``guest`` (a Guest, or a function returning one)."""
+    if not isinstance(name, str) or not name:
+        raise LaunchError(f"guest name must be a non-empty string, not {name!r}")
+    if not isinstance(guest, Guest) and not callable(guest):
+        raise LaunchError(f"register_guest() needs a Guest or a function returning one, not {guest!r}")
+    _registry[name] = guest
 
-    return {g.name: g for g in (TMK, LINUX)}
+
+def known_guests() -> list[str]:
+    return sorted(_presets())
 
 
-def get_guest(name: str) -> Guest:
-    guests = _registry()
-    if not isinstance(name, str) or name not in guests:
-        raise LaunchError(f"unknown guest {name!r}; known guests: {', '.join(sorted(guests))}")
-    return guests[name]
+def describe(guest: str | Guest | None = None, **options: Any) -> Guest:
+    """The Guest that ``launch(guest, **options)`` boots."""
+    if guest is None:
+        if any(options.get(f) for f in _OWN_GUEST_FIELDS):
+            return Guest(**options)
+        guest = "tmk"
+    if isinstance(guest, Guest):
+        return guest.replace(**options) if options else guest
+    presets = _presets()
+    if not isinstance(guest, str) or guest not in presets:
+        raise LaunchError(f"unknown guest {guest!r}; known guests: {', '.join(sorted(presets))} "
+                          "(or describe your own: launch(kernel=..., disks=[...], cdrom=...))")
+    preset = presets[guest]
+    if isinstance(preset, Guest):
+        return preset.replace(**options) if options else preset
+    try:
+        made = preset(**options)
+    except TypeError as e:
+        raise LaunchError(f"bad launch option for guest {guest!r}: {e}") from None
+    if not isinstance(made, Guest):
+        raise LaunchError(f"guest {guest!r} did not describe a Guest (its function returned {made!r})")
+    return made

@@ -1,5 +1,5 @@
 """The QEMU backend: process, QMP session, halt mapping and screen, each in its own module."""
 
-from .runtime import QemuConfig, QemuRuntime
+from .runtime import QemuRuntime
 
-__all__ = ["QemuConfig", "QemuRuntime"]
+__all__ = ["QemuRuntime"]

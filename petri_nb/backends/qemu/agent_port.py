@@ -20,19 +20,17 @@ SOCKET = "agent.sock"
 CHARDEV_ID = "agent"
 #: QEMU retries its connection every second; allow a few.
 CONNECT_TIMEOUT = 10.0
+#: The virtio-serial port name each agent looks for in the guest.
+PORT_NAMES = {"petri": "petri.agent", "qga": "org.qemu.guest_agent.0"}
 
 
-def chardev_args(port_name: str) -> tuple[str, ...]:
-    """Command line for one agent port; ``{rundir}`` is filled in by build_command."""
-    return (
-        "-chardev", f"socket,id={CHARDEV_ID},path={{rundir}}/{SOCKET},reconnect=1",
+def chardev_args(agent: str, rundir: Path) -> list[str]:
+    """Command line for the guest agent's port (``agent``: "petri" or "qga")."""
+    return [
+        "-chardev", f"socket,id={CHARDEV_ID},path={rundir / SOCKET},reconnect=1",
         "-device", "virtio-serial-pci,id=agent-serial",
-        "-device", f"virtserialport,bus=agent-serial.0,chardev={CHARDEV_ID},name={port_name}",
-    )
-
-
-def has_agent_port(argv: list[str]) -> bool:
-    return any(arg.startswith(f"socket,id={CHARDEV_ID},") for arg in argv)
+        "-device", f"virtserialport,bus=agent-serial.0,chardev={CHARDEV_ID},name={PORT_NAMES[agent]}",
+    ]
 
 
 async def accept_connection(rundir: Path, timeout: float = CONNECT_TIMEOUT

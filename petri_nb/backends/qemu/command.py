@@ -1,49 +1,23 @@
-"""The QEMU command line for one VM, built from a config (pure: easy to test and to print)."""
+"""The QEMU command line for one VM, built from its Guest description (pure: easy to test and to print)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-from ...errors import LaunchError
+from ...errors import LaunchError, PetriError
+from ...guests.description import Guest
+from . import agent_port
+from .disks import PreparedDisk, check_readable
+from .firmware import machine_options
 
 ACCELS = ("tcg", "kvm", "auto")
 #: TCG's translated-code buffer. QEMU's default is 1 GiB, and every reset adds new
 #: code (~1.5 MiB for tmk's firmware reboot), so a reset soak grew each QEMU's RSS
 #: without bound until 1 GiB; a cap keeps RSS bounded at the cost of a cheap flush.
 TCG_TB_SIZE_MIB = 128
-
-
-@dataclass(frozen=True)
-class QemuConfig:
-    """What to boot and how. Paths must exist; everything else has a tiny-guest default."""
-
-    kernel: Path
-    initrd: Path | None = None
-    append: str | None = None
-    accel: str = "tcg"
-    memory_mib: int = 64
-    cpus: int = 1
-    binary: str = "qemu-system-x86_64"
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
-    #: A gdbstub on a unix socket in the run dir (petri_nb.debug: breakpoints, stepping);
-    #: idle until a debugger connects, so it costs nothing by default.
-    gdb: bool = True
-
-    def __post_init__(self) -> None:
-        """Reject mistyped options here, by name, instead of as a TypeError deep inside launch."""
-        for name in ("memory_mib", "cpus"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise LaunchError(f"{name} must be an integer, not {value!r}")
-        texts = [("accel", self.accel), ("binary", self.binary)]
-        texts += [("append", self.append)] if self.append is not None else []
-        texts += [("extra_args", a) for a in self.extra_args]
-        for name, value in texts:
-            if not isinstance(value, str) or "\0" in value:
-                raise LaunchError(f"{name} must be text without NUL characters, not {value!r}")
 
 
 def kvm_usable() -> bool:
@@ -70,27 +44,29 @@ def find_binary(binary: str) -> str:
     return path
 
 
-def build_command(config: QemuConfig, rundir: Path, accel: str) -> list[str]:
+def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[PreparedDisk] = (),
+                  device_args: Sequence[str] = ()) -> list[str]:
     """The full argv. QEMU starts paused (-S) and connects to our QMP and console sockets.
 
     Every halt leaves the process alive and paused (reboot and shutdown both pause),
     as a halted petri VM stays halted until reset: the state can still be inspected.
+    ``disks`` are the prepared images (overlays); ``device_args`` come from the run
+    dir's helpers (firmware flash, TPM).
     """
-    if not config.kernel.is_file():
-        raise LaunchError(f"kernel image {config.kernel} does not exist")
-    if config.memory_mib < 16:
-        raise LaunchError(f"memory_mib={config.memory_mib} is too small; use at least 16")
-    if config.cpus < 1:
-        raise LaunchError(f"cpus={config.cpus} must be at least 1")
+    check_readable("kernel image", guest.kernel)
+    check_readable("initrd", guest.initrd)
+    check_readable("CD-ROM image", guest.cdrom)
+    smp = [str(guest.cpus)] + [f"{n}={v}" for n, v in (("sockets", guest.sockets), ("cores", guest.cores),
+                                                        ("threads", guest.threads)) if v is not None]
     argv = [
-        find_binary(config.binary),
-        "-machine", "q35",
+        find_binary(guest.binary),
+        "-machine", "q35" + machine_options(guest.firmware),
         "-accel", f"tcg,tb-size={TCG_TB_SIZE_MIB}" if accel == "tcg" else accel,
         "-nodefaults", "-no-user-config",
         "-display", "none",
         "-S",
-        "-m", str(config.memory_mib),
-        "-smp", str(config.cpus),
+        "-m", str(guest.memory_mib),
+        "-smp", ",".join(smp),
         "-qmp", f"unix:{rundir / 'qmp.sock'}",
         "-chardev", f"socket,id=console,path={rundir / 'console.sock'},logfile={rundir / 'console.log'}",
         "-serial", "chardev:console",
@@ -98,18 +74,57 @@ def build_command(config: QemuConfig, rundir: Path, accel: str) -> list[str]:
         "-device", "virtio-tablet-pci",  # absolute pointer for the live view (boots no slower)
         "-device", "pvpanic",
         "-action", "reboot=shutdown,shutdown=pause",
-        "-kernel", str(config.kernel),
+        *device_args,
     ]
-    if config.initrd is not None:
-        argv += ["-initrd", str(config.initrd)]
-    if config.append:
-        argv += ["-append", config.append]
+    if guest.kernel is not None:
+        argv += ["-kernel", str(guest.kernel)]
+        if guest.initrd is not None:
+            argv += ["-initrd", str(guest.initrd)]
+        if guest.append:
+            argv += ["-append", guest.append]
+    for i, disk in enumerate(disks):
+        argv += ["-blockdev", _blockdev(f"disk{i}", disk.path, disk.format),
+                 "-device", f"virtio-blk-pci,drive=disk{i},bootindex={i + 1}"]
+    if guest.cdrom is not None:
+        argv += ["-blockdev", _blockdev("cdrom", guest.cdrom.resolve(), "raw", read_only=True),
+                 "-device", f"ide-cd,drive=cdrom,bus=ide.1,bootindex={len(disks) + 1}"]
+    for i, nic in enumerate(guest.nics):
+        forwards = "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{port}" for host, port in nic.forward.items())
+        argv += ["-netdev", f"user,id=net{i}{forwards}", "-device", f"virtio-net-pci,netdev=net{i}"]
+    for i in range(1, guest.pcie_root_ports + 1):
+        argv += ["-device", f"pcie-root-port,id=rp{i},bus=pcie.0,chassis={i},slot={i}"]
+    if guest.agent is not None:
+        argv += agent_port.chardev_args(guest.agent, rundir)
     # Evidence to tell a triple fault from a reset: TCG logs "Triple fault" under
     # -d cpu_reset; KVM reports a shutdown exit (reason 8) in the kvm_run_exit trace.
     argv += ["-D", str(rundir / "cpu.log")]
     argv += ["-d", "cpu_reset"] if accel == "tcg" else ["-trace", "kvm_run_exit"]
-    if config.gdb:
+    if guest.gdb:
         argv += ["-gdb", f"unix:{rundir / 'gdb.sock'},server=on,wait=off"]
-    # "{rundir}" in extra args names the VM's private run dir (e.g. a guest's agent socket).
-    argv += [arg.replace("{rundir}", str(rundir)) for arg in config.extra_args]
+    # "{rundir}" in extra args names the VM's private run dir.
+    argv += [arg.replace("{rundir}", str(rundir)) for arg in guest.extra_args]
+    return argv
+
+
+def _blockdev(node: str, path: Path, fmt: str, read_only: bool = False) -> str:
+    """A -blockdev for ``path``; commas in a user's path are doubled, as QEMU's option syntax wants."""
+    ro = ",read-only=on" if read_only else ""
+    return f"driver={fmt},node-name={node}{ro},file.driver=file,file.filename={str(path).replace(',', ',,')}"
+
+
+def with_command_line(argv: list[str], command_line: str) -> list[str]:
+    """``argv`` with ``command_line`` as the direct-boot kernel's command line (``-append``).
+
+    QEMU reads ``-append`` only at start-up (it lives in fw_cfg), so the runtime starts a
+    fresh QEMU from the new argv at the next reset, as petri's update_command_line applies
+    "at the next restart"."""
+    if not isinstance(command_line, str) or "\n" in command_line or "\0" in command_line:
+        raise PetriError(f"the kernel command line must be a one-line string, not {command_line!r}")
+    argv = list(argv)
+    if "-append" in argv:
+        argv[argv.index("-append") + 1] = command_line
+    elif "-kernel" in argv:
+        argv[argv.index("-kernel") + 2:argv.index("-kernel") + 2] = ["-append", command_line]
+    else:
+        raise PetriError("update_command_line() needs a direct-boot (-kernel) guest")
     return argv

@@ -14,13 +14,11 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from ...errors import PetriError
 from .refused import QemuRefused
-
-if TYPE_CHECKING:
-    from .runtime import QemuRuntime
+from .screen import Execute
 
 #: Refuse reads larger than this: memsave goes through a file, and notebooks want small views.
 MAX_READ = 64 << 20
@@ -74,8 +72,8 @@ def parse_info_registers(out: str) -> list[Register]:
     return regs
 
 
-async def registers(rt: QemuRuntime) -> list[Register]:
-    out = await rt._execute("human-monitor-command", {"command-line": "info registers -a"})
+async def registers(execute: Execute) -> list[Register]:
+    out = await execute("human-monitor-command", {"command-line": "info registers -a"})
     regs = parse_info_registers(out)
     if not regs:
         raise PetriError(f"could not read registers: QEMU said {out.strip()[:200]!r}")
@@ -98,15 +96,16 @@ def check_range(addr: int, size: int) -> None:
         raise PetriError(f"range 0x{addr:x}+{size} runs past the end of the address space")
 
 
-async def read_memory(rt: QemuRuntime, addr: int, size: int, physical: bool = False, cpu: int = 0) -> bytes:
+async def read_memory(execute: Execute, scratch: Path, addr: int, size: int, physical: bool = False,
+                      cpu: int = 0) -> bytes:
+    """Guest memory through a file in ``scratch`` (the VM's private run dir)."""
     check_range(addr, size)
-    assert rt.rundir is not None
-    path = rt.rundir / f"mem-{next(_FILE_IDS)}.bin"
+    path = scratch / f"mem-{next(_FILE_IDS)}.bin"
     args: dict[str, object] = {"val": _qmp_int(addr), "size": size, "filename": str(path)}
     if not physical:
         args["cpu-index"] = cpu
     try:
-        await rt._execute("pmemsave" if physical else "memsave", args)
+        await execute("pmemsave" if physical else "memsave", args)
         with open(path, "rb") as f:
             data = f.read()
     except QemuRefused as e:

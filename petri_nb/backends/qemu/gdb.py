@@ -20,15 +20,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pygdbmi.gdbmiparser import parse_response
 
 from ...errors import NotSupported, PetriError, PetriTimeout
 from . import cpu
-
-if TYPE_CHECKING:
-    from .runtime import QemuRuntime
 
 GDB_TIMEOUT = 15.0
 
@@ -204,53 +202,59 @@ class GdbSession:
             await self._reader
 
 
-async def session(rt: QemuRuntime) -> GdbSession:
-    """The VM's gdb session, attaching on first use; the guest keeps the run state it had."""
-    if existing := attached(rt):
-        return existing
-    if not rt.config.gdb or rt.rundir is None:
-        raise PetriError(
-            f"VM {rt.name} has no gdbstub: it was launched with gdb=False; launch it with gdb=True "
-            "to use breakpoints, stepping or write_memory()"
-        )
-    was_running = await rt.status() == "running"
-    sink = rt._sink
-    assert sink is not None
-    gdb = await GdbSession.attach(str(rt.rundir / "gdb.sock"), sink.debug_stopped, sink.debug_running)
-    gdb.qemu_status = rt.status
-    rt._gdb = gdb
-    if was_running:
-        await gdb.continue_()
-    return gdb
+class Debugger:
+    """The VM's gdb session, attached on first use; knows only the stub's socket and how to
+    ask QEMU's run state, not the runtime."""
 
+    def __init__(self, socket: Path | None, status: Callable[[], Awaitable[str]],
+                 registers: Callable[[], Awaitable[list[cpu.Register]]],
+                 on_stop: Callable[[dict[str, Any]], None], on_running: Callable[[], None]) -> None:
+        self._socket = socket
+        self._status = status
+        self._registers = registers
+        self._on_stop = on_stop
+        self._on_running = on_running
+        self._gdb: GdbSession | None = None
 
-def attached(rt: QemuRuntime) -> GdbSession | None:
-    gdb = rt._gdb
-    return gdb if gdb is not None and gdb.proc.returncode is None else None
+    def attached(self) -> GdbSession | None:
+        gdb = self._gdb
+        return gdb if gdb is not None and gdb.proc.returncode is None else None
 
+    async def session(self) -> GdbSession:
+        """The gdb session, attaching on first use; the guest keeps the run state it had."""
+        if existing := self.attached():
+            return existing
+        if self._socket is None:
+            raise PetriError("this VM has no gdbstub: it was launched with gdb=False; launch it with gdb=True "
+                             "to use breakpoints, stepping or write_memory()")
+        was_running = await self._status() == "running"
+        gdb = await GdbSession.attach(str(self._socket), self._on_stop, self._on_running)
+        gdb.qemu_status = self._status
+        self._gdb = gdb
+        if was_running:
+            await gdb.continue_()
+        return gdb
 
-async def detach(rt: QemuRuntime) -> None:
-    """Kill the gdb session, if any (teardown, or before QEMU is replaced by a restore)."""
-    gdb, rt._gdb = rt._gdb, None
-    if gdb is not None:
-        await gdb.close()
-        if rt._sink is not None:
-            rt._sink.debug_running()  # no debugger, no breakpoint stop pending
+    async def detach(self) -> None:
+        """Kill the gdb session, if any (teardown, or before QEMU is replaced by a restore)."""
+        gdb, self._gdb = self._gdb, None
+        if gdb is not None:
+            await gdb.close()
+            self._on_running()  # no debugger, no breakpoint stop pending
 
+    async def step(self) -> int:
+        """One instruction on vCPU 0; returns the new program counter.
 
-async def step(rt: QemuRuntime) -> int:
-    """One instruction on vCPU 0; returns the new program counter.
-
-    A vCPU sitting in ``hlt`` only executes its next instruction once an interrupt
-    arrives, so a step there could wait forever: refuse it with the reason instead."""
-    debugger = await session(rt)
-    if debugger.running:
-        raise PetriError("step() needs a stopped guest: pause() it or wait for a breakpoint first")
-    regs = {r.name: r.value for r in await cpu.registers(rt) if r.cpu == 0}
-    if regs.get("HLT"):
-        raise PetriError(
-            "cannot step: vCPU 0 is halted in hlt, waiting for an interrupt; set a breakpoint where "
-            "it will wake up (e.g. the code that handles the input) and continue_() instead"
-        )
-    stop = await debugger.step()
-    return int(stop.get("frame", {}).get("addr", "0"), 16)
+        A vCPU sitting in ``hlt`` only executes its next instruction once an interrupt
+        arrives, so a step there could wait forever: refuse it with the reason instead."""
+        debugger = await self.session()
+        if debugger.running:
+            raise PetriError("step() needs a stopped guest: pause() it or wait for a breakpoint first")
+        regs = {r.name: r.value for r in await self._registers() if r.cpu == 0}
+        if regs.get("HLT"):
+            raise PetriError(
+                "cannot step: vCPU 0 is halted in hlt, waiting for an interrupt; set a breakpoint where "
+                "it will wake up (e.g. the code that handles the input) and continue_() instead"
+            )
+        stop = await debugger.step()
+        return int(stop.get("frame", {}).get("addr", "0"), 16)

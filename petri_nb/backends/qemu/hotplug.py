@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qemu.qmp import EventListener
 
 from ...errors import PetriError, PetriTimeout
+from .screen import Execute
 
-if TYPE_CHECKING:
-    from .runtime import QemuRuntime
+#: Registers an EventListener with the VM's current QMP session for the duration of a ``with``.
+Listen = Callable[[EventListener], AbstractContextManager[None]]
 
 KINDS = ("virtio-blk", "virtio-net")
 FORMATS = ("raw", "qcow2")
@@ -48,23 +51,20 @@ class Plugged:
 class PcieHotplug:
     """The hot-plug state of one QEMU VM."""
 
-    def __init__(self, runtime: QemuRuntime) -> None:
-        self._rt = runtime
+    def __init__(self, execute: Execute, listen: Listen, scratch: Path, argv: list[str]) -> None:
+        self._execute = execute
+        self._listen = listen
+        self._scratch = scratch
+        self._ports = root_ports(argv)
         self.plugged: dict[str, Plugged] = {}
         self._serial = 0
 
-    def root_ports(self) -> list[str]:
-        """Root port ids from the command line, in order."""
-        ports = []
-        for arg in self._rt.argv:
-            if arg.startswith("pcie-root-port,"):
-                match = re.search(r"(?:^|,)id=([^,]+)", arg)
-                if match:
-                    ports.append(match.group(1))
-        return ports
+    def forget_all(self) -> None:
+        """A new QEMU replaced the old one: it has only its command line's devices."""
+        self.plugged.clear()
 
     def _pick_port(self, port: str | None) -> str:
-        ports = self.root_ports()
+        ports = self._ports
         if not ports:
             raise PetriError("this VM has no PCIe root ports to hot-plug into (the guest config added none)")
         if port is None:
@@ -100,50 +100,49 @@ class PcieHotplug:
         if image is None:
             if not isinstance(size_mib, int) or not 1 <= size_mib <= 65536:
                 raise PetriError(f"size_mib={size_mib!r} must be an int from 1 to 65536")
-            assert self._rt.rundir is not None
-            path = self._rt.rundir / f"{plug.device_id}.{fmt}"
+            path = self._scratch / f"{plug.device_id}.{fmt}"
             await _create_image(path, fmt, size_mib)
         else:
             path = Path(image)
             if not path.is_file():
                 raise PetriError(f"disk image {path} does not exist")
         plug.node, plug.image = f"{plug.device_id}-disk", str(path)
-        await self._rt._execute("blockdev-add", {
+        await self._execute("blockdev-add", {
             "driver": fmt, "node-name": plug.node,
             "file": {"driver": "file", "filename": str(path)},
         })
         try:
-            await self._rt._execute("device_add", {"driver": "virtio-blk-pci", "id": plug.device_id,
+            await self._execute("device_add", {"driver": "virtio-blk-pci", "id": plug.device_id,
                                                   "bus": plug.port, "drive": plug.node})
         except BaseException:
-            await self._rt._execute("blockdev-del", {"node-name": plug.node})
+            await self._execute("blockdev-del", {"node-name": plug.node})
             raise
         plug.info = {"image": str(path), "format": fmt}
 
     async def _add_nic(self, plug: Plugged, mac: str | None) -> None:
         plug.netdev = f"{plug.device_id}-net"
         # A hub of its own (id from the device serial) with this one port: nothing to talk to.
-        await self._rt._execute("netdev_add", {"type": "hubport", "id": plug.netdev, "hubid": 1000 + self._serial})
+        await self._execute("netdev_add", {"type": "hubport", "id": plug.netdev, "hubid": 1000 + self._serial})
         args = {"driver": "virtio-net-pci", "id": plug.device_id, "bus": plug.port, "netdev": plug.netdev}
         if mac is not None:
             args["mac"] = mac
         try:
-            await self._rt._execute("device_add", args)
+            await self._execute("device_add", args)
         except BaseException:
-            await self._rt._execute("netdev_del", {"id": plug.netdev})
+            await self._execute("netdev_del", {"id": plug.netdev})
             raise
         plug.info = {"netdev": "hubport (isolated)"} | ({"mac": mac} if mac else {})
 
     async def remove(self, port: str, timeout: float = UNPLUG_TIMEOUT) -> dict[str, Any]:
-        ports = self.root_ports()
+        ports = self._ports
         if port not in ports:
             raise PetriError(f"no PCIe root port named {port!r}; this VM has {', '.join(ports) or 'none'}")
         plug = self.plugged.get(port)
         if plug is None:
             raise PetriError(f"PCIe root port {port!r} is empty: nothing to remove")
         listener = EventListener(("DEVICE_DELETED",))
-        with self._rt.qmp.listen(listener):
-            await self._rt._execute("device_del", {"id": plug.device_id})
+        with self._listen(listener):
+            await self._execute("device_del", {"id": plug.device_id})
             try:
                 await asyncio.wait_for(_deleted(listener, plug.device_id), timeout)
             except asyncio.TimeoutError:
@@ -152,12 +151,23 @@ class PcieHotplug:
                     "(unplug needs the guest's PCIe hot-plug driver)") from None
         del self.plugged[port]
         if plug.node:
-            await self._rt._execute("blockdev-del", {"node-name": plug.node})
-            if plug.image and self._rt.rundir and Path(plug.image).parent == self._rt.rundir:
+            await self._execute("blockdev-del", {"node-name": plug.node})
+            if plug.image and Path(plug.image).parent == self._scratch:
                 os.unlink(plug.image)
         if plug.netdev:
-            await self._rt._execute("netdev_del", {"id": plug.netdev})
+            await self._execute("netdev_del", {"id": plug.netdev})
         return {"port": port, "kind": plug.kind, "id": plug.device_id}
+
+
+def root_ports(argv: list[str]) -> list[str]:
+    """Root port ids on a QEMU command line, in order."""
+    ports = []
+    for arg in argv:
+        if arg.startswith("pcie-root-port,"):
+            match = re.search(r"(?:^|,)id=([^,]+)", arg)
+            if match:
+                ports.append(match.group(1))
+    return ports
 
 
 async def _deleted(listener: EventListener, device_id: str) -> None:

@@ -14,24 +14,20 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING
-
-from qemu.qmp import QMPClient
+from collections.abc import Awaitable, Callable
 
 from ...errors import PetriError, PetriTimeout
-from . import gdb
 from .instance import QemuInstance
 from .screen import Execute
 
-if TYPE_CHECKING:
-    from .runtime import QemuRuntime
+#: Hands a file descriptor to QEMU over the QMP socket (SCM_RIGHTS), before a ``getfd``.
+SendFd = Callable[[int], None]
+Step = Callable[[], Awaitable[None]]
 
 #: QEMU throttles migration to 32 MiB/s by default; a local pipe takes any rate.
 MAX_BANDWIDTH = 1 << 40
 MIGRATE_TIMEOUT = 120.0
 POLL = 0.005
-#: How long the QEMU a restore replaces gets to quit before it is killed.
-OLD_QEMU_GRACE = 3.0
 #: Every QEMU migration stream starts with this magic (``QEMU_VM_FILE_MAGIC``).
 STREAM_MAGIC = b"QEVM"
 
@@ -57,45 +53,42 @@ def _write_all(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-async def _pass_fd(qmp: QMPClient, execute: Execute, fd: int, name: str) -> None:
-    qmp.send_fd_scm(fd)
-    await execute("getfd", {"fdname": name})
-
-
-async def save(rt: QemuRuntime) -> bytes:
-    """The VM's state as one migration stream; a running VM is paused for it and resumed after."""
-    status = await rt.status()
-    if status in ("inmigrate", "finish-migrate"):
-        raise PetriError(f"cannot save state while QEMU is {status}")
-    was_running = status == "running"
+async def save(execute: Execute, send_fd: SendFd, status: Callable[[], Awaitable[str]],
+               pause: Step, resume: Step) -> bytes:
+    """The VM's state as one migration stream; a running VM is paused for it and resumed after
+    (``pause``/``resume`` go through gdb when it is attached)."""
+    state = await status()
+    if state in ("inmigrate", "finish-migrate"):
+        raise PetriError(f"cannot save state while QEMU is {state}")
+    was_running = state == "running"
     if was_running:
-        await rt.pause()  # through gdb when it is attached
+        await pause()
     try:
-        await rt._execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-        rfd = await _pipe_for_qemu(rt.qmp, rt._execute, "petri-save", qemu_reads=False)
+        await execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
+        rfd = await _pipe_for_qemu(send_fd, execute, "petri-save", qemu_reads=False)
         reading = asyncio.ensure_future(asyncio.to_thread(_read_all, rfd))
         try:
-            await rt._execute("migrate", {"uri": "fd:petri-save"})
-            await _wait_migrated(rt)
+            await execute("migrate", {"uri": "fd:petri-save"})
+            await _wait_migrated(execute)
         except BaseException:
             with contextlib.suppress(Exception):
-                await rt._execute("migrate_cancel")
+                await execute("migrate_cancel")
             # A migrate QEMU refused never took the pipe: close QEMU's end so the reader sees EOF.
             with contextlib.suppress(Exception):
-                await rt._execute("closefd", {"fdname": "petri-save"})
+                await execute("closefd", {"fdname": "petri-save"})
             raise
         finally:
             data = await reading  # QEMU closes its end when migration ends either way
     finally:
         if was_running:
-            await rt.resume()  # through gdb when it is attached
+            await resume()
     return data
 
 
-async def _wait_migrated(rt: QemuRuntime) -> None:
+async def _wait_migrated(execute: Execute) -> None:
     deadline = time.monotonic() + MIGRATE_TIMEOUT
     while True:
-        info = await rt._execute("query-migrate")
+        info = await execute("query-migrate")
         status = info.get("status")  # type: ignore[union-attr]
         if status == "completed":
             return
@@ -106,12 +99,13 @@ async def _wait_migrated(rt: QemuRuntime) -> None:
         await asyncio.sleep(POLL)  # polling query-migrate: QEMU 7.2 sends no event without a capability
 
 
-async def _pipe_for_qemu(qmp: QMPClient, execute: Execute, fdname: str, *, qemu_reads: bool) -> int:
+async def _pipe_for_qemu(send_fd: SendFd, execute: Execute, fdname: str, *, qemu_reads: bool) -> int:
     """A pipe whose one end QEMU gets as ``fdname`` (for an ``fd:`` URI); returns our end."""
     rfd, wfd = os.pipe()
     theirs, ours = (rfd, wfd) if qemu_reads else (wfd, rfd)
     try:
-        await _pass_fd(qmp, execute, theirs, fdname)
+        send_fd(theirs)
+        await execute("getfd", {"fdname": fdname})
     except BaseException:
         os.close(ours)
         raise
@@ -120,17 +114,12 @@ async def _pipe_for_qemu(qmp: QMPClient, execute: Execute, fdname: str, *, qemu_
     return ours
 
 
-async def start_replacement(rt: QemuRuntime, extra_args: tuple[str, ...] = (), what: str = "restore") -> QemuInstance:
-    """A second QEMU from rt's command line (plus ``extra_args``) that may become the VM."""
-    assert rt.rundir is not None
-    return await QemuInstance.start(QMPClient(rt.name), [*rt.argv, *extra_args], rt.rundir,
-                                    failure=PetriError, what=what, timeout=MIGRATE_TIMEOUT)
-
-
-async def _load(inst: QemuInstance, data: bytes) -> str:
-    """Feed the stream; returns the run state QEMU ends in (``paused``, ``shutdown``...)."""
+async def load(inst: QemuInstance, data: bytes) -> str:
+    """Feed the stream to a QEMU started with ``-incoming defer``; returns the run state it ends
+    in (``paused``, ``shutdown``...). Only then may it replace the VM's QEMU, so bad bytes
+    leave the VM as it was."""
     wfd = await _pipe_for_qemu(
-        inst.qmp, lambda cmd, args: inst.before_exit(inst.qmp.execute(cmd, args), "passing the state pipe"),
+        inst.qmp.send_fd_scm, lambda cmd, args: inst.before_exit(inst.qmp.execute(cmd, args), "passing the state pipe"),
         "petri-restore", qemu_reads=True)
     writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
     try:
@@ -148,8 +137,8 @@ async def _load(inst: QemuInstance, data: bytes) -> str:
         await writing
 
 
-async def restore(rt: QemuRuntime, data: bytes) -> str:
-    """Replace the running QEMU by one loaded from ``data``; returns its run state (not resumed)."""
+def check_stream(data: object) -> bytes:
+    """The bytes of a migration stream, or a PetriError saying what was passed instead."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PetriError(f"restore_state() needs the bytes from save_state(), not {type(data).__name__}")
     data = bytes(data)
@@ -158,21 +147,4 @@ async def restore(rt: QemuRuntime, data: bytes) -> str:
             f"restore_state(): these {len(data)} bytes are not a QEMU migration stream "
             f"(it starts with {STREAM_MAGIC!r}); pass what save_state() returned"
         )
-    incoming = await start_replacement(rt, ("-incoming", "defer"))
-    try:
-        status = await _load(incoming, data)
-    except BaseException:
-        await incoming.discard()
-        raise
-    await gdb.detach(rt)  # its stub goes with the old QEMU; breakpoints are not part of the state
-    await adopt(rt, incoming)
-    return status
-
-
-async def adopt(rt: QemuRuntime, new: QemuInstance) -> None:
-    """Make the restored QEMU this VM's process; the old one is quit without a ``gone`` report."""
-    old = await rt.attach(new)
-    rt._cpu_log_offset = 0  # the new QEMU truncated cpu.log
-    rt.mapper.restarted()
-    if old is not None:
-        await old.stop(OLD_QEMU_GRACE)
+    return data

@@ -10,17 +10,19 @@ import subprocess
 
 
 class QemuProcess:
-    """One QEMU child. It dies with the thread that spawned it (setpriv --pdeathsig),
-    so spawn it from the runtime loop thread, which lives as long as the process."""
+    """One QEMU child (or a helper such as swtpm). It dies with the thread that spawned it
+    (setpriv --pdeathsig), so spawn it from the runtime loop thread, which lives as long
+    as the process."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, name: str = "QEMU") -> None:
         self._proc = proc
+        self.name = name
         self.pid = proc.pid
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
         self._stderr_task = asyncio.ensure_future(self._read_stderr())
 
     @classmethod
-    async def spawn(cls, argv: list[str], cwd: str) -> QemuProcess:
+    async def spawn(cls, argv: list[str], cwd: str, name: str = "QEMU") -> QemuProcess:
         proc = await asyncio.create_subprocess_exec(
             "setpriv", "--pdeathsig", "KILL", "--", *argv,
             stdin=subprocess.DEVNULL,
@@ -29,7 +31,7 @@ class QemuProcess:
             cwd=cwd,
             start_new_session=True,  # a terminal's Ctrl-C is for Python, not for QEMU
         )
-        return cls(proc)
+        return cls(proc, name)
 
     async def _read_stderr(self) -> None:
         assert self._proc.stderr is not None
@@ -52,7 +54,7 @@ class QemuProcess:
         else:
             how = f"exited with status {code}"
         tail = " | ".join(self.stderr_tail)
-        return f"QEMU (pid {self.pid}) {how}" + (f": {tail}" if tail else "")
+        return f"{self.name} (pid {self.pid}) {how}" + (f": {tail}" if tail else "")
 
     def kill(self) -> None:
         if self._proc.returncode is None:

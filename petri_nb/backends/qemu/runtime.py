@@ -13,19 +13,22 @@ from typing import Any
 from PIL import Image
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
-from ...halt import Halt
-from ...inspect import InspectNode
+from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone
+from ...guests.description import Guest
+from ...introspect import InspectNode
 from ..base import EventSink, Runtime
-from . import agent_port, cpu, gdb, migration, relaunch
-from .command import QemuConfig, build_command, resolve_accel
-from .halts import HaltMapper
+from . import agent_port, cpu, disks, migration
+from .command import build_command, resolve_accel, with_command_line
+from .event_pump import CpuLog, EventPump
+from .firmware import VARS_FILE, firmware_args
+from .gdb import Debugger
 from .hotplug import PcieHotplug
-from .inspect import QmpInspector
 from .instance import QemuInstance
+from .introspect import QmpInspector
 from .process import QemuProcess
 from .refused import QemuRefused
 from .screen import screendump
+from .tpm import Swtpm
 
 # qemu.qmp logs connection failures at ERROR; we raise them as exceptions instead.
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
@@ -34,9 +37,11 @@ START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
 #: QEMU run states of a halted VM: only a reset (or restore) makes it run again.
 HALTED_STATES = ("shutdown", "guest-panicked", "internal-error")
-#: Bound on the query-status the event pump makes after an unexplained STOP.
-STATUS_TIMEOUT = 5.0
 FIRMWARE_REBOOT_TIMEOUT = 5.0
+#: Bound on starting a replacement QEMU (restore, relaunch) and loading a state into it.
+REPLACE_TIMEOUT = migration.MIGRATE_TIMEOUT
+#: How long the QEMU a restore or relaunch replaces gets to quit before it is killed.
+OLD_QEMU_GRACE = 3.0
 #: How long a broken QMP call waits for QEMU's exit to be reaped before blaming the link.
 LINK_LOST_GRACE = 0.5
 
@@ -46,10 +51,10 @@ class QemuRuntime(Runtime):
 
     backend_name = "QEMU"
 
-    def __init__(self, config: QemuConfig, name: str) -> None:
-        self.config = config
+    def __init__(self, guest: Guest, name: str, accel: str = "tcg") -> None:
+        self.guest = guest
         self.name = name
-        self.accel = resolve_accel(config.accel)
+        self.accel = resolve_accel(accel)
         self.rundir: Path | None = None
         self.argv: list[str] = []
         self.qmp = QMPClient(name)
@@ -60,17 +65,15 @@ class QemuRuntime(Runtime):
         self._exited: asyncio.Task[int] | None = None
         self._torn_down = False
         self._screen_lock = asyncio.Lock()
-        self._host_reset = asyncio.Event()
-        self._guest_reset = asyncio.Event()
         self._console_seen = asyncio.Event()
-        self._halted = False  # a halt was reported and no reset followed
-        self._own_stop = False  # the next STOP is our pause(), not a guest or QEMU failure
-        self._cpu_log_offset = 0
-        self.mapper = HaltMapper(self._read_cpu_log)
-        self.hotplug = PcieHotplug(self)
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
-        self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
+        self._tpm: Swtpm | None = None
+        # Made in _start, once the run dir and the command line exist.
+        self._pump: EventPump
+        self._cpu_log: CpuLog
+        self.debugger: Debugger
+        self.hotplug: PcieHotplug
 
     @property
     def pid(self) -> int | None:
@@ -87,14 +90,32 @@ class QemuRuntime(Runtime):
             raise
 
     async def _start(self) -> None:
+        assert self._sink is not None
+        sink = self._sink
         self.rundir = Path(tempfile.mkdtemp(prefix=f"petri_nb-{self.name}-"))  # mode 0700
-        self.argv = build_command(self.config, self.rundir, self.accel)
+        self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # qemu-img and file copies: off the loop
+        if self.guest.tpm:
+            self._tpm = await Swtpm.start(self.rundir)
+            self.argv[1:1] = self._tpm.qemu_args()
+        self._cpu_log = CpuLog(self.rundir / "cpu.log")
+        self._pump = EventPump(sink, self._cpu_log, self.status,
+                               lambda: list(self.proc.stderr_tail) if self.proc else [])
+        self.debugger = Debugger(self.rundir / "gdb.sock" if self.guest.gdb else None, self.status,
+                                 self.registers, sink.debug_stopped, sink.debug_running)
+        self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,
+                                   self.argv)
         inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
                                         what="QEMU", timeout=START_TIMEOUT)
-        await self.attach(inst)
+        await self._attach(inst)
         await self._execute("cont")
 
-    async def attach(self, inst: QemuInstance) -> QemuInstance | None:
+    def _prepare(self, rundir: Path) -> list[str]:
+        """Disk overlays, the firmware's variable store, and the command line that uses them."""
+        prepared = disks.prepare_all(self.guest.disks, rundir)
+        device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
+        return build_command(self.guest, rundir, self.accel, prepared, device_args)
+
+    async def _attach(self, inst: QemuInstance) -> QemuInstance | None:
         """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
 
         The old QEMU's readers go first, so its exit, which is on purpose, is not reported as VM loss."""
@@ -107,7 +128,7 @@ class QemuRuntime(Runtime):
         self._tasks = [
             asyncio.ensure_future(self._watch_exit()),
             asyncio.ensure_future(self._pump_console(inst.console_reader)),
-            asyncio.ensure_future(self._pump_events()),
+            asyncio.ensure_future(self._pump.run(inst.qmp)),
         ]
         return old
 
@@ -124,46 +145,6 @@ class QemuRuntime(Runtime):
         while chunk := await reader.read(65536):
             self._console_seen.set()
             self._sink.console_data(chunk)
-
-    async def _pump_events(self) -> None:
-        assert self._sink is not None
-        async for event in self.qmp.events:
-            name = event["event"]
-            data = event.get("data", {})
-            self._sink.record("qmp", name, _event_summary(data), data)
-            if name == "RESET":
-                (self._guest_reset if data.get("guest") else self._host_reset).set()
-            if name == "RESUME":
-                self._own_stop = False  # a stop() that found the VM stopped sent no STOP
-            halt = self.mapper.feed(name, data)
-            if halt is None and name == "STOP":
-                if self._own_stop:  # our pause(): asking QEMU why would only delay the next call
-                    self._own_stop = False
-                elif not self._halted:  # the STOP that follows a halt needs no explanation
-                    halt = await self._halt_from_status()
-            if halt is not None:
-                self._halted = True
-                self._sink.halted(halt)
-
-    async def _halt_from_status(self) -> Halt | None:
-        """Why QEMU stopped the CPUs on its own (e.g. a KVM internal error), as a halt if it is one."""
-        try:
-            status = (await asyncio.wait_for(self._execute("query-status"), STATUS_TIMEOUT))["status"]
-        except (PetriError, asyncio.TimeoutError):
-            return None  # a lost link is reported by the exit watcher; a wedged QEMU by the calls
-        return HaltMapper.from_status(status, list(self.proc.stderr_tail) if self.proc else [])
-
-    def _read_cpu_log(self) -> str:
-        if self.rundir is None:
-            return ""
-        try:
-            with open(self.rundir / "cpu.log", "rb") as f:
-                f.seek(self._cpu_log_offset)
-                data = f.read()
-        except FileNotFoundError:
-            return ""
-        self._cpu_log_offset += len(data)
-        return data.decode(errors="replace")
 
     # -- runtime calls -----------------------------------------------------
 
@@ -193,21 +174,20 @@ class QemuRuntime(Runtime):
         # initialised after any reset and reboots once more itself ("Attempting a
         # hard reboot"); that guest reset belongs to this call, not to the guest.
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
-            await relaunch.relaunch(self)
+            await self._relaunch()
             self.relaunch_pending = False
-            self.mapper.restarted()
-            self._halted = False
             return
-        self._host_reset.clear()
-        self._guest_reset.clear()
+        pump = self._pump
+        pump.host_reset.clear()
+        pump.guest_reset.clear()
         await self._execute("set-action", {"reboot": "reset"})
         try:
             await self._execute("system_reset")
-            await self._wait_event(self._host_reset, "QEMU's RESET event", START_TIMEOUT)
+            await self._wait_event(pump.host_reset, "QEMU's RESET event", START_TIMEOUT)
             if await self.status() != "running":
                 await self._execute("cont")
             with contextlib.suppress(PetriTimeout):
-                await self._wait_event(self._guest_reset, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
+                await self._wait_event(pump.guest_reset, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
                 # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
                 # late, even mid-POST, which starts another hard reboot. Only the guest's own
                 # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
@@ -215,8 +195,28 @@ class QemuRuntime(Runtime):
                 await self._wait_event(self._console_seen, "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
         finally:
             await self._execute("set-action", {"reboot": "shutdown"})
-        self.mapper.restarted()
-        self._halted = False
+        pump.restarted()
+
+    async def _relaunch(self) -> None:
+        """A fresh QEMU from the updated argv replaces this one and runs (the guest boots from scratch)."""
+        await self._replace(await self._start_replacement((), "relaunch"))
+        self.hotplug.forget_all()  # the new QEMU has only the command line's devices
+        await self._execute("cont")
+
+    async def _start_replacement(self, extra_args: tuple[str, ...], what: str) -> QemuInstance:
+        """A second QEMU from this VM's command line (plus ``extra_args``) that may become the VM."""
+        assert self.rundir is not None
+        return await QemuInstance.start(QMPClient(self.name), [*self.argv, *extra_args], self.rundir,
+                                        failure=PetriError, what=what, timeout=REPLACE_TIMEOUT)
+
+    async def _replace(self, new: QemuInstance) -> None:
+        """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report."""
+        await self.debugger.detach()  # its stub goes with the old QEMU; breakpoints are not part of the state
+        old = await self._attach(new)
+        self._cpu_log.truncated()  # the new QEMU truncated cpu.log
+        self._pump.restarted()
+        if old is not None:
+            await old.stop(OLD_QEMU_GRACE)
 
     @staticmethod
     async def _wait_event(event: asyncio.Event, what: str, timeout: float) -> None:
@@ -226,18 +226,18 @@ class QemuRuntime(Runtime):
             raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
 
     async def pause(self) -> None:
-        if debugger := gdb.attached(self):
+        if debugger := self.debugger.attached():
             await debugger.interrupt()  # so gdb knows the guest stopped before anyone resumes it
             return
-        self._own_stop = True
+        self._pump.expect_own_stop()
         await self._execute("stop")
 
     async def resume(self) -> None:
         # Only after a halt can `cont` wrongly succeed (a panicked guest would run on), so
         # only then is the extra round trip paid; QEMU itself refuses to cont a shut-down VM.
-        if self._halted:
+        if self._pump.halted:
             await self._refuse_if_halted("resume")
-        if debugger := gdb.attached(self):
+        if debugger := self.debugger.attached():
             await debugger.continue_()  # gdb must see the guest run, or it misreads the next stop
             return
         await self._execute("cont")
@@ -256,34 +256,44 @@ class QemuRuntime(Runtime):
         await self._console.drain()
 
     async def save_state(self) -> bytes:
-        return await migration.save(self)
+        return await migration.save(self._execute, self.qmp.send_fd_scm, self.status, self.pause, self.resume)
 
     async def restore_state(self, data: bytes) -> str:
-        return await migration.restore(self, data)
+        """Replace the running QEMU by one loaded from ``data``; returns its run state (not resumed)."""
+        data = migration.check_stream(data)
+        incoming = await self._start_replacement(("-incoming", "defer"), "restore")
+        try:
+            status = await migration.load(incoming, data)
+        except BaseException:
+            await incoming.discard()
+            raise
+        await self._replace(incoming)
+        return status
 
     async def registers(self) -> list[cpu.Register]:
-        return await cpu.registers(self)
+        return await cpu.registers(self._execute)
 
     async def read_memory(self, addr: int, size: int, physical: bool = False, cpu_index: int = 0) -> bytes:
-        return await cpu.read_memory(self, addr, size, physical, cpu_index)
+        assert self.rundir is not None
+        return await cpu.read_memory(self._execute, self.rundir, addr, size, physical, cpu_index)
 
     async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
         cpu.check_range(addr, len(data))
-        await (await gdb.session(self)).write_memory(addr, data, physical)
+        await (await self.debugger.session()).write_memory(addr, data, physical)
 
     async def break_at(self, addr: int) -> None:
-        await (await gdb.session(self)).break_at(addr)
+        await (await self.debugger.session()).break_at(addr)
 
     async def remove_breakpoint(self, addr: int) -> None:
-        await (await gdb.session(self)).delete(addr)
+        await (await self.debugger.session()).delete(addr)
 
     async def step(self) -> int:
         await self._refuse_if_halted("step")
-        return await gdb.step(self)
+        return await self.debugger.step()
 
     async def continue_(self) -> None:
         await self._refuse_if_halted("continue_")
-        await (await gdb.session(self)).continue_()
+        await (await self.debugger.session()).continue_()
 
     async def _refuse_if_halted(self, call: str) -> None:
         status = await self.status()
@@ -294,13 +304,12 @@ class QemuRuntime(Runtime):
         await self._execute("input-send-event", {"events": events})
 
     async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        # The guest's config adds the port (guests/linux uses agent_port.chardev_args).
-        if self.rundir is None or not agent_port.has_agent_port(self.argv):
-            raise AgentError(f"VM {self.name} has no guest agent: its guest was launched without an agent port")
+        if self.rundir is None or self.guest.agent is None:
+            raise AgentError(f"VM {self.name} has no guest agent: its guest was launched without one (agent=None)")
         return await agent_port.accept_connection(self.rundir)
 
     async def update_command_line(self, command_line: str) -> None:
-        relaunch.set_command_line(self, command_line)
+        self.argv = with_command_line(self.argv, command_line)
         self.relaunch_pending = True
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
@@ -321,15 +330,20 @@ class QemuRuntime(Runtime):
         if self._torn_down:
             return
         self._torn_down = True
-        await gdb.detach(self)
+        if self._instance is not None:
+            await self.debugger.detach()
         if self._instance is not None:  # first, so the pumps still record QEMU's last events
             await self._instance.stop(QUIT_GRACE)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tpm is not None:  # after QEMU, which holds its socket
+            await self._tpm.stop()
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
-
-def _event_summary(data: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))
+    async def firmware_vars(self) -> bytes:
+        if self.rundir is None or self.guest.firmware == "bios":
+            raise NotSupported(f"VM {self.name} has no UEFI variable store: "
+                               f"it boots with firmware={self.guest.firmware!r}")
+        return await asyncio.to_thread((self.rundir / VARS_FILE).read_bytes)

@@ -20,11 +20,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from ...backends.qemu import QemuConfig
-from ...backends.qemu.agent_port import chardev_args
 from ...errors import LaunchError
-from .. import Guest
+from ..description import Guest
 from .initramfs import Cpio
 
 HERE = Path(__file__).parent
@@ -32,8 +31,6 @@ KERNEL_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 READY = r"petri-linux: ready\r?\n"
 DEFAULT_COMMAND_LINE = "console=ttyS0 quiet panic=-1"
-#: Name of the agent's virtio-serial port; the guest finds its device by it.
-AGENT_PORT = "petri.agent"
 #: Hot-plug slots: q35 root ports named rp1..rpN.
 ROOT_PORTS = 4
 #: Modules the init script loads, in dependency order after resolution.
@@ -211,32 +208,14 @@ def build_initramfs(cache: Path | None = None) -> tuple[Path, Path]:
         return kernel, out
 
 
-def root_port_args(count: int = ROOT_PORTS) -> tuple[str, ...]:
-    """Empty PCIe root ports (rp1..rpN) for hot-plug."""
-    args: list[str] = []
-    for i in range(1, count + 1):
-        args += ["-device", f"pcie-root-port,id=rp{i},bus=pcie.0,chassis={i},slot={i}"]
-    return tuple(args)
-
-
-def linux_config(
-    accel: str = "tcg",
-    memory_mib: int = 128,
-    cpus: int = 1,
-    command_line: str = DEFAULT_COMMAND_LINE,
-    root_ports: int = ROOT_PORTS,
-    extra_args: tuple[str, ...] = (),
-    binary: str = "qemu-system-x86_64",
-) -> QemuConfig:
+def linux(command_line: str = DEFAULT_COMMAND_LINE, root_ports: int = ROOT_PORTS, **options: Any) -> Guest:
+    """The test Linux guest (built on first use): our agent, ``root_ports`` PCIe hot-plug slots;
+    ``options`` replace other Guest fields (``memory_mib``, ``cpus``, ``extra_args``...)."""
     if not isinstance(command_line, str) or "\n" in command_line:
         raise LaunchError(f"command_line must be a one-line string, not {command_line!r}")
     if not isinstance(root_ports, int) or not 0 <= root_ports <= 16:
         raise LaunchError(f"root_ports={root_ports!r} must be an int from 0 to 16")
     kernel, initrd = build_initramfs()
-    return QemuConfig(
-        kernel=kernel, initrd=initrd, append=command_line, accel=accel, memory_mib=memory_mib, cpus=cpus,
-        extra_args=chardev_args(AGENT_PORT) + root_port_args(root_ports) + tuple(extra_args), binary=binary,
-    )
-
-
-LINUX = Guest("linux", linux_config, ready=READY, ready_timeout=120.0)
+    guest = Guest(name="linux", kernel=kernel, initrd=initrd, append=command_line, memory_mib=128, agent="petri",
+                  pcie_root_ports=root_ports, ready=READY, ready_timeout=120.0)
+    return guest.replace(**options) if options else guest

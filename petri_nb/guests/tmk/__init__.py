@@ -6,16 +6,18 @@ The built ``tmk.elf`` ships in the package so users need no toolchain;
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from ...backends.qemu import QemuConfig
-from .. import Guest
+from ..description import Guest
 
 HERE = Path(__file__).parent
 KERNEL = HERE / "tmk.elf"
 READY = r"tmk: ready\r?\n"
+_COUNT = re.compile(r"count=(\d+)\r?\n")
 
 
 def build(out: Path = KERNEL) -> Path:
@@ -31,18 +33,20 @@ def build(out: Path = KERNEL) -> Path:
     return out
 
 
-def tmk_config(
-    accel: str = "tcg",
-    memory_mib: int = 32,
-    cpus: int = 1,
-    extra_args: tuple[str, ...] = (),
-    kernel: Path = KERNEL,
-    binary: str = "qemu-system-x86_64",
-    gdb: bool = True,
-) -> QemuConfig:
-    return QemuConfig(kernel=Path(kernel), accel=accel, memory_mib=memory_mib, cpus=cpus,
-                      extra_args=tuple(extra_args), binary=binary, gdb=gdb)
+async def _counter(console: Any) -> int:
+    """tmk's ``count`` command: a number that survives save/restore and grows by one per call."""
+    await console.write("count\n")
+    return int((await console.expect(_COUNT, timeout=10))[1])
 
 
-TMK = Guest("tmk", tmk_config, ready=READY, ready_timeout=30.0)
+#: tmk as a Guest: direct boot of the multiboot ELF, which is also its symbol file.
+TMK = Guest(
+    name="tmk", kernel=KERNEL, memory_mib=32, ready=READY, ready_timeout=30.0, liveness_probe=_counter,
+    halt_commands={"POWER_OFF": "poweroff", "RESET": "reset", "TRIPLE_FAULT": "triplefault", "PANIC": "panic",
+                   "HIBERNATE": "hibernate"},
+)
 
+
+def tmk(**options: Any) -> Guest:
+    """The tmk preset; ``options`` replace Guest fields (e.g. ``memory_mib=64``, ``extra_args=(...)``)."""
+    return TMK.replace(**options) if options else TMK

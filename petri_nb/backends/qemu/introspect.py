@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...errors import PetriError
-from ...inspect import InspectNode
+from ...introspect import InspectNode
 from .refused import QemuRefused
 
 #: QMP commands in flight at once during a walk.

@@ -1,0 +1,58 @@
+"""Firmware for a guest: SeaBIOS (QEMU's default), OVMF for UEFI, OVMF secure boot.
+
+UEFI keeps its variables (boot order, secure-boot keys) in a second flash device.
+Each VM gets its own copy of the variable store in its run directory, so resets keep
+it, other VMs never see it, and ``AsyncVm.firmware_vars()`` can save it as an
+artifact (petri's VMGS analog) to start a later VM from.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import LaunchError
+
+OVMF_DIR = Path("/usr/share/OVMF")
+VARS_FILE = "efivars.fd"
+
+
+@dataclass(frozen=True)
+class Ovmf:
+    code: str
+    vars: str
+    secure: bool
+
+
+#: Debian's ``ovmf`` builds (4 MiB flash layout).
+OVMF = {
+    "uefi": Ovmf("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", secure=False),
+    # Secure boot on, with Microsoft's keys enrolled (so shim-signed loaders boot).
+    "uefi-secure": Ovmf("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", secure=True),
+}
+
+
+def firmware_args(firmware: str, rundir: Path, saved_vars: Path | None = None) -> list[str]:
+    """Command line for ``firmware``; for UEFI, copies the variable store into ``rundir``."""
+    if firmware == "bios":
+        return []
+    ovmf = OVMF[firmware]
+    code = OVMF_DIR / ovmf.code
+    template = saved_vars if saved_vars is not None else OVMF_DIR / ovmf.vars
+    for path in (code, template):
+        if not path.is_file():
+            hint = "" if path is saved_vars else " (install it with: sudo apt-get install ovmf)"
+            raise LaunchError(f"firmware={firmware!r} needs {path}, which does not exist{hint}")
+    store = rundir / VARS_FILE
+    shutil.copyfile(template, store)
+    args = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={store}"]
+    if ovmf.secure:  # the secure-boot build needs SMM so the OS cannot rewrite the variables
+        args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    return args
+
+
+def machine_options(firmware: str) -> str:
+    """Extra ``-machine`` options the firmware needs."""
+    return ",smm=on" if firmware in OVMF and OVMF[firmware].secure else ""
