@@ -28,7 +28,7 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from .introspect import InspectNode
 
-SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent")
+SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent", "boot")
 COLUMNS = ("vm", "run", "t", "wall", "source", "kind", "reason", "detail", "data")
 #: Declared dtypes of the timeline schema (DESIGN.md).
 DTYPES = {

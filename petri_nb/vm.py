@@ -19,9 +19,10 @@ from . import live, persist
 from .agent import Agent, AsyncAgent, agent_for
 from .backends import create_runtime
 from .blocking import blocking_twins, run_blocking
+from .boot import BootEvent
 from .console import Console
 from .debug import DebugMixin
-from .errors import PetriError
+from .errors import LaunchError, PetriError, PetriTimeout
 from .guests import Guest, describe
 from .introspect import InspectNode
 from .loop import runs_on_runtime_loop
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Default wait for a guest agent: a Linux guest under TCG boots in ~10 s.
 AGENT_TIMEOUT = 120.0
+#: Default wait for the firmware's next boot event.
+BOOT_EVENT_TIMEOUT = 60.0
 #: Bound on one inspect() (a full /machine walk is thousands of QMP round trips).
 INSPECT_TIMEOUT = 120.0
 
@@ -47,9 +50,28 @@ class AsyncVm(StateMixin, DebugMixin):
         await self.runtime.start(self)
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self._transition(Fact.STARTED)
-        if self.guest.ready:
-            await self.console.expect(self.guest.ready, timeout=self.guest.ready_timeout)
+        if self.guest.ready is not None:
+            await self._become_ready()
         self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch")
+
+    async def _become_ready(self) -> None:
+        """Wait for what the guest description calls ready; a timeout says what the guest did instead."""
+        ready, timeout = self.guest.ready, self.guest.ready_timeout
+        try:
+            if ready == "agent":
+                await self.wait_for_agent(timeout)
+            elif ready == "boot":
+                deadline = time.monotonic() + timeout
+                while not (await self.wait_for_boot_event(max(0.0, deadline - time.monotonic()))).ok:
+                    pass
+            else:
+                await self.console.expect(ready, timeout=timeout)
+        except PetriTimeout as e:
+            events = ", ".join(f"{b.kind} ({b.detail})" for b in self.boot_events) or "none"
+            tail = self.console.tail(5) or "(nothing)"
+            awaited = {"agent": "the guest agent", "boot": "a successful boot"}.get(ready, f"console {ready!r}")
+            raise LaunchError(f"VM {self.name} was not ready after {timeout:g} s (waiting for {awaited}); "
+                              f"boot events: {events}; console tail: {tail!r}") from e
 
     @runs_on_runtime_loop
     async def send_shutdown(self, kind: str = "poweroff") -> None:
@@ -120,8 +142,18 @@ class AsyncVm(StateMixin, DebugMixin):
         await self._call("set_vtl2_settings", self.runtime.set_vtl2_settings(settings))
 
     @runs_on_runtime_loop
-    async def wait_for_boot_event(self) -> Any:
-        return await self._call("wait_for_boot_event", self.runtime.wait_for_boot_event())
+    async def wait_for_boot_event(self, timeout: float | None = BOOT_EVENT_TIMEOUT) -> BootEvent:
+        """The next boot event not yet returned (boot attempt, success, failure, no boot device),
+        from the firmware's debug console; all of them are also on the timeline (source ``boot``)."""
+        return await self._call("wait_for_boot_event", self._next_boot_event(), timeout=timeout,
+                                what="the firmware's next boot event")
+
+    async def _next_boot_event(self) -> BootEvent:
+        while not self._boot_unread:
+            self._boot_signal.clear()
+            await self._boot_signal.wait()
+        self._boot_unread -= 1
+        return self.boot_events[-1 - self._boot_unread]
 
     @runs_on_runtime_loop
     async def firmware_vars(self) -> bytes:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from . import live
 from .backends.base import Runtime
+from .boot import BootEvent
 from .console import AsyncConsole
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest
@@ -67,6 +68,9 @@ class VmCore:
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
         self._bp_signal = asyncio.Event()
         self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
+        self.boot_events: list[BootEvent] = []
+        self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
+        self._boot_signal = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
@@ -132,6 +136,13 @@ class VmCore:
         self._halt_signal.set()
         self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
         self._transition(Fact.HALTED)
+
+    def boot_event(self, event: BootEvent) -> None:
+        event = BootEvent(event.kind, event.detail, event.firmware, self._timeline.now(), event.data)
+        self.boot_events.append(event)
+        self._boot_unread += 1
+        self._boot_signal.set()
+        self._record("boot", event.kind, event.detail, {"firmware": event.firmware, **event.data}, t=event.t)
 
     def console_data(self, data: bytes) -> None:
         self.console.feed(data)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from ..boot import BootEvent
 from ..errors import AgentError, NotSupported
 from ..halt import Halt
 from ..introspect import InspectNode
@@ -26,6 +27,9 @@ class EventSink(Protocol):
     def halted(self, halt: Halt) -> None: ...
 
     def console_data(self, data: bytes) -> None: ...
+
+    def boot_event(self, event: BootEvent) -> None:
+        """The firmware reported a boot attempt, success or failure."""
 
     def gone(self, reason: str) -> None: ...
 
@@ -158,9 +162,3 @@ class Runtime(abc.ABC):
 
     async def set_vtl2_settings(self, settings: Any) -> None:
         raise self._no_paravisor("set_vtl2_settings")
-
-    async def wait_for_boot_event(self) -> Any:
-        raise NotSupported(
-            f"wait_for_boot_event() reads UEFI/PCAT boot events from OpenVMM firmware; "
-            f"the {self.backend_name} backend has no such channel"
-        )

@@ -2,9 +2,7 @@
 
 A user's image is never written unless they ask (``Disk(writable=True)``): the VM gets
 a qcow2 overlay in its private run directory backed by the image, so resets, crashes
-and experiments leave the original byte-identical. ``qemu-img info`` also takes the
-image's lock, so an image another QEMU is writing is refused here, by name, instead
-of half-way through QEMU's start-up.
+and experiments leave the original byte-identical.
 """
 
 from __future__ import annotations
@@ -49,13 +47,7 @@ def image_format(path: Path) -> str:
         raise LaunchError(f"disk image {path} is not a file (a directory?)")
     if not os.access(path, os.R_OK):
         raise LaunchError(f"disk image {path} is not readable by this user")
-    proc = subprocess.run([qemu_img(), "info", "--output=json", "--", str(path)], capture_output=True, text=True,
-                          timeout=QEMU_IMG_TIMEOUT)
-    if proc.returncode != 0:
-        why = " ".join(proc.stderr.split()) or f"qemu-img exited {proc.returncode}"
-        if "lock" in why:
-            why += " (another QEMU is using it; stop that VM or launch with a copy)"
-        raise LaunchError(f"cannot use disk image {path}: {why}")
+    proc = _run_tool([qemu_img(), "info", "--output=json", "--", str(path)], path)
     try:
         fmt = json.loads(proc.stdout)["format"]
     except (ValueError, KeyError) as e:
@@ -64,6 +56,19 @@ def image_format(path: Path) -> str:
         raise LaunchError(f"disk image {path} is in format {fmt!r}, which petri_nb does not boot "
                           f"(supported: {', '.join(FORMATS)})")
     return fmt
+
+
+def _run_tool(argv: list[str], path: Path) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT)
+    except FileNotFoundError:
+        raise LaunchError(f"disk images need {argv[0]}; install it with: sudo apt-get install qemu-utils") from None
+    if proc.returncode != 0:
+        why = " ".join(proc.stderr.split()) or f"{Path(argv[0]).name} exited {proc.returncode}"
+        if "lock" in why:
+            why += " (another QEMU is using it: stop that VM, or launch with a copy of the image)"
+        raise LaunchError(f"cannot use disk image {path}: {why}")
+    return proc
 
 
 def prepare(disk: Disk, index: int, rundir: Path) -> PreparedDisk:
@@ -84,6 +89,16 @@ def prepare(disk: Disk, index: int, rundir: Path) -> PreparedDisk:
 
 def prepare_all(disks: tuple[Disk, ...], rundir: Path) -> list[PreparedDisk]:
     return [prepare(disk, i, rundir) for i, disk in enumerate(disks)]
+
+
+def locked_image(prepared: list[PreparedDisk], failure: str) -> Path | None:
+    """The user's image that QEMU could not lock, if that is why it failed to start.
+
+    QEMU takes its image locks when it attaches the disk, so only its own start-up can tell
+    (``qemu-img info`` and ``qemu-io -r`` share the write permission and succeed)."""
+    if "lock" not in failure:
+        return None
+    return next((d.source for d in prepared if str(d.source) in failure), None)
 
 
 def check_readable(what: str, path: Path | None) -> None:

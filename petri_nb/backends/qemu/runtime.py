@@ -69,6 +69,7 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
+        self._disks: list[disks.PreparedDisk] = []
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
         self._cpu_log: CpuLog
@@ -104,16 +105,22 @@ class QemuRuntime(Runtime):
                                  self.registers, sink.debug_stopped, sink.debug_running)
         self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,
                                    self.argv)
-        inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
-                                        what="QEMU", timeout=START_TIMEOUT)
+        try:
+            inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
+                                            what="QEMU", timeout=START_TIMEOUT)
+        except LaunchError as e:
+            if (image := disks.locked_image(self._disks, str(e))) is not None:
+                raise LaunchError(f"cannot use disk image {image}: it is locked, another QEMU is using it "
+                                  "(stop that VM, or launch with a copy of the image)") from e
+            raise
         await self._attach(inst)
         await self._execute("cont")
 
     def _prepare(self, rundir: Path) -> list[str]:
         """Disk overlays, the firmware's variable store, and the command line that uses them."""
-        prepared = disks.prepare_all(self.guest.disks, rundir)
+        self._disks = disks.prepare_all(self.guest.disks, rundir)
         device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
-        return build_command(self.guest, rundir, self.accel, prepared, device_args)
+        return build_command(self.guest, rundir, self.accel, self._disks, device_args)
 
     async def _attach(self, inst: QemuInstance) -> QemuInstance | None:
         """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
