@@ -277,11 +277,15 @@ def test_save_and_restore_round_trip_through_the_magics(shell: InteractiveShell,
     assert shell.run_cell_magic("petri", "", "send count\nexpect 'count=\\d+'") == "count=2"
 
 
-def test_ctrl_c_cancels_a_wait_and_leaves_the_vm_usable(shell: InteractiveShell, vm: petri_nb.Vm):
+def test_ctrl_c_cancels_a_wait_and_leaves_the_vm_usable(shell: InteractiveShell, vm: petri_nb.Vm, capsys):
     shell.run_line_magic("petri", f"use {vm.name}")
     threading.Timer(0.3, _thread.interrupt_main).start()  # what a kernel interrupt does
-    with pytest.raises(KeyboardInterrupt):
-        shell.run_line_magic("petri", "wait-halt")
+    result = shell.run_cell("%petri wait-halt")  # as a cell, so IPython shows the error as it would to a user
+    assert isinstance(result.error_in_exec, UsageError)
+    shown = capsys.readouterr()
+    # One line naming what was awaited, not a traceback.
+    assert shown.err.strip() == f"UsageError: %petri wait-halt: interrupted while waiting for {vm.name} to halt"
+    assert "Traceback" not in shown.out + shown.err
     wait_until(lambda: "CancelledError" in " ".join(vm.timeline().query("kind == 'wait_for_halt()'")["detail"]),
                what="the cancelled wait on the timeline")
     shell.run_line_magic("petri", "send echo after-ctrl-c")
