@@ -13,7 +13,7 @@ Dask does not retry such a task elsewhere (``allowed-failures = 0``) and hands a
 only the task it is running (``worker-saturation = 1.0``): the run is reported
 ``lost`` with the reason instead of silently re-run or lost with its neighbours.
 
-For the ``%petri fleet`` magic (owned by petri_nb/magics.py): ``%petri fleet NAME -n N
+For the ``%petri fleet`` magic (petri_nb/magics/handlers.py): ``%petri fleet NAME -n N
 [--workers W | --address ADDR] [--rundir DIR]`` maps to ``run(NAME, runs=N, client=...,
 rundir=DIR)`` with ``client`` = ``connect(ADDR)``, ``local_client(W)`` (close it after) or
 None; show ``result.outcomes`` and ``result.halt_counts()``. Bad input raises PetriError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import _thread
+import ast
+import re
 import sys
 import threading
 import time
@@ -19,7 +21,7 @@ from nbrun import html_of, run_notebook, text_of
 from PIL import Image
 
 import petri_nb
-from petri_nb.magics import SUBCOMMANDS
+from petri_nb.magics import SUBCOMMANDS, handlers
 from petri_nb.vm import live_vms
 
 
@@ -64,6 +66,18 @@ BAD_INPUTS = [
     ("launch --accel warp", "unknown accel 'warp'"),
     ("launch tmk extra", "unrecognized arguments: extra"),
     ("launch --name", "expected one argument"),
+    ("launch --cpus 0", "argument --cpus: must be at least 1, not '0'"),
+    ("launch --cpus two", "argument --cpus: not a whole number"),
+    ("launch --firmware coreboot", "argument --firmware: unknown firmware 'coreboot'; use bios, uefi, uefi-secure"),
+    ("launch --memory -512", "argument --memory: must be at least 1 MiB, not '-512'"),
+    ("launch --memory 1.5", "argument --memory: not a whole number of MiB"),
+    ("launch --ready-timeout inf", "argument --ready-timeout: must be a positive, finite number"),
+    ("launch --ready-timeout nan", "argument --ready-timeout: must be a positive, finite number"),
+    ("launch --ready '(unclosed'", "argument --ready: not agent, boot, none or a valid regular expression"),
+    ("launch --agent ssh", "argument --agent: unknown agent 'ssh'; use qga"),
+    ("launch --disk ''", "argument --disk: empty path"),
+    ("launch --disk", "expected one argument"),
+    ("launch --tpm=yes", "ignored explicit argument"),
     ("use", "required: name"),
     ("use ghost", "no running VM named 'ghost'"),
     ("use a b", "unrecognized arguments: b"),
@@ -87,6 +101,7 @@ BAD_INPUTS = [
     ("send", "required: text"),
     ("expect", "required: regex"),
     ("expect x --timeout inf", "positive, finite"),
+    ("expect '('", "argument regex: bad regular expression '\\(': missing \\)"),
     ("teardown now", "unrecognized arguments: now"),
     ("run", "no current VM"),
     ("run --timeout 0 true", "positive, finite"),
@@ -116,6 +131,40 @@ BAD_INPUTS = [
     ("fleet nope -n 2", "unknown experiment 'nope'; built-in experiments: halt-each"),
     ("fleet halt-each -n 1 --workers 0", "at least 1"),
 ]
+
+
+LAUNCH_LINES = [
+    ("launch", ("tmk",), {}),
+    ("launch tmk --name x", ("tmk",), {"name": "x"}),
+    ("launch linux --ready none", ("linux",), {"ready": None}),
+    ("launch --ready agent --ready-timeout 90", ("tmk",), {"ready": "agent", "ready_timeout": 90.0}),
+    ("launch --ready boot --accel kvm", ("tmk",), {"ready": "boot", "accel": "kvm"}),
+    ("launch --disk a.qcow2 --disk '/images/b c.raw' --firmware uefi",
+     ("tmk",), {"disks": ["a.qcow2", "/images/b c.raw"], "firmware": "uefi"}),
+    ("launch mine --kernel ~/vmlinuz --initrd ~/initrd.img --append 'console=ttyS0 quiet' --cdrom /x.iso "
+     "--firmware uefi-secure --memory 2048 --cpus 4 --tpm --agent qga --ready 'login: ?$' --ready-timeout 2.5 "
+     "--name dev --accel auto",
+     ("mine",), {"kernel": "/home/u/vmlinuz", "initrd": "/home/u/initrd.img", "append": "console=ttyS0 quiet",
+                 "cdrom": "/x.iso", "firmware": "uefi-secure", "memory_mib": 2048, "cpus": 4, "tpm": True,
+                 "agent": "qga", "ready": "login: ?$", "ready_timeout": 2.5, "name": "dev", "accel": "auto"}),
+]
+
+
+@pytest.mark.parametrize(("line", "args", "kwargs"), LAUNCH_LINES, ids=[line for line, _, _ in LAUNCH_LINES])
+def test_launch_passes_exactly_the_options_typed_to_petri_nb_launch(
+        shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch, line: str, args: tuple, kwargs: dict):
+    calls = []
+
+    def fake_launch(*a: object, **kw: object) -> None:
+        calls.append((a, kw))
+        raise petri_nb.LaunchError("not launched: this test checks the keywords only")
+
+    monkeypatch.setattr(petri_nb, "launch", fake_launch)
+    monkeypatch.setenv("HOME", "/home/u")
+    with pytest.raises(UsageError, match=r"^%petri launch: LaunchError: not launched"):
+        shell.run_line_magic("petri", line)
+    assert calls == [(args, kwargs)]
+    assert shell.magics_manager.registry["PetriMagics"]._current is None  # a failed launch changes nothing
 
 
 def test_every_subcommand_has_bad_input_cases():
@@ -219,7 +268,16 @@ def test_help_documents_every_subcommand(shell: InteractiveShell):
     doc = shell.find_line_magic("petri").__doc__
     for name, sub in SUBCOMMANDS.items():
         assert f"%petri {name}" in doc and sub.help in doc
-    assert shell.run_line_magic("petri", "--help") == doc
+    assert shell.run_line_magic("petri", "--help") == doc == shell.run_line_magic("petri", "help")
+    # Usage lines are the line magic's (`%petri NAME ...`); `%%petri` is only the cell form.
+    for name, sub in SUBCOMMANDS.items():
+        assert sub.usage().startswith(f"%petri {name}") and f"\n  {sub.usage()}\n" in doc
+        assert f"%%petri {name} [" not in doc
+    assert "  %petri launch [GUEST] [--kernel PATH] [--initrd PATH] [--append TEXT] [--disk PATH]... " in doc
+    # launch's usage line is written by hand (GUEST first, as in issue 13): it names every option.
+    launch = SUBCOMMANDS["launch"]
+    options = {flag for action in launch.parser._actions for flag in action.option_strings} - {"-h", "--help"}
+    assert options == set(re.findall(r"--[\w-]+", launch.usage()))
 
 
 # -- property: random argument strings give success or UsageError, never another error or a hang --
@@ -272,16 +330,36 @@ def test_save_and_restore_round_trip_through_the_magics(shell: InteractiveShell,
         shell.run_line_magic("petri", "restore")
     shell.run_cell_magic("petri", "", "send count\nexpect 'count=1'")
     assert shell.run_line_magic("petri", "save").startswith("saved ")
+    assert shell.run_line_magic("petri", "save").startswith("saved ")  # replaces the saved state
+    # One store: the saved state is the checkpoint "saved", listed with the others.
+    assert list(shell.run_line_magic("petri", "checkpoints")["name"]) == ["saved"]
     shell.run_cell_magic("petri", "", "send count\nexpect 'count=2'")
     assert shell.run_line_magic("petri", "restore").startswith("restored ")
     assert shell.run_cell_magic("petri", "", "send count\nexpect 'count=\\d+'") == "count=2"
 
 
-def test_ctrl_c_cancels_a_wait_and_leaves_the_vm_usable(shell: InteractiveShell, vm: petri_nb.Vm):
+def test_use_returns_the_one_handle_of_a_users_vm(shell: InteractiveShell, vm: petri_nb.Vm):
+    # The same Vm the user holds, so the magics show (and pump frames for) one live view, not a second.
+    assert shell.run_line_magic("petri", f"use {vm.name}") is vm
+    assert shell.run_line_magic("petri", f"use {vm.name}") is vm
+
+
+def test_handlers_use_only_the_public_facade():
+    tree = ast.parse(Path(handlers.__file__).read_text())
+    reached = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert "aio" not in reached and not {"run_blocking", "launch_async", "AsyncVm"} & imported
+
+
+def test_ctrl_c_cancels_a_wait_and_leaves_the_vm_usable(shell: InteractiveShell, vm: petri_nb.Vm, capsys):
     shell.run_line_magic("petri", f"use {vm.name}")
     threading.Timer(0.3, _thread.interrupt_main).start()  # what a kernel interrupt does
-    with pytest.raises(KeyboardInterrupt):
-        shell.run_line_magic("petri", "wait-halt")
+    result = shell.run_cell("%petri wait-halt")  # as a cell, so IPython shows the error as it would to a user
+    assert isinstance(result.error_in_exec, UsageError)
+    shown = capsys.readouterr()
+    # One line naming what was awaited, not a traceback.
+    assert shown.err.strip() == f"UsageError: %petri wait-halt: interrupted while waiting for {vm.name} to halt"
+    assert "Traceback" not in shown.out + shown.err
     wait_until(lambda: "CancelledError" in " ".join(vm.timeline().query("kind == 'wait_for_halt()'")["detail"]),
                what="the cancelled wait on the timeline")
     shell.run_line_magic("petri", "send echo after-ctrl-c")
