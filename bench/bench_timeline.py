@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 import petri_nb
-from petri_nb.blocking import run_blocking
+from petri_nb.loop import run_blocking
 from petri_nb.persist import read_timelines, write_parquet
 from petri_nb.timeline import DTYPES, SOURCES, Timeline, _to_json
 

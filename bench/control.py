@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import petri_nb
-from petri_nb.blocking import run_blocking
+from petri_nb.loop import run_blocking
 
 from .raw import RawQemu
 

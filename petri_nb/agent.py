@@ -21,9 +21,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .blocking import blocking_twins
 from .errors import AgentError, PetriTimeout
-from .loop import runs_on_runtime_loop
+from .loop import blocking_twins, runs_on_runtime_loop
 
 if TYPE_CHECKING:
     from .vm_core import VmCore

@@ -12,8 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .blocking import blocking_twins
-from .loop import runs_on_runtime_loop
+from .loop import blocking_twins, runs_on_runtime_loop
 
 #: Puts one row on the VM's timeline: (source, kind, detail).
 Record = Callable[..., None]

@@ -1,21 +1,32 @@
-"""The runtime event loop: one daemon thread that owns every VM's asyncio work.
+"""The runtime event loop (one daemon thread that owns every VM's asyncio work) and the ways onto it.
 
 Why a thread of its own rather than the caller's loop (or nest-asyncio): a Jupyter
 cell that blocks (in a ``Vm`` call, ``time.sleep`` or CPU work) stops the kernel's
 loop, and with it anything scheduled there. VM event readers, console capture and
 the live view must keep running regardless, so they live on this loop; the sync
-``Vm`` facade (``petri_nb.blocking``) and the ``AsyncVm`` methods hop onto it. The thread lives as long as
+``Vm`` facade and the ``AsyncVm`` methods hop onto it. The thread lives as long as
 the process, which also makes it the right thread to fork QEMU from: the
 parent-death signal is tied to the forking thread.
+
+There are exactly two ways onto the loop: ``@runs_on_runtime_loop`` for coroutines
+awaited from any loop, and ``run_blocking`` for threads that wait (the blocking twins
+``Vm``, ``Console`` and ``Agent``, generated here from their async classes by
+``blocking_twins`` so a twin cannot drift: same parameters, defaults and docs). Inside
+``show_progress(...)`` a long blocking wait shows a progress bar (the magics use that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import functools
+import inspect
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
@@ -67,3 +78,132 @@ def runs_on_runtime_loop(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine
         return await asyncio.wrap_future(submit(coro))  # type: ignore[arg-type]
 
     return wrapper
+
+
+# -- blocking: threads that wait for the loop -------------------------------------
+
+C = TypeVar("C", bound=type)
+
+#: A wait longer than this gets a progress bar (inside ``show_progress``).
+PROGRESS_AFTER = 0.5
+
+
+@dataclass(frozen=True)
+class _Progress:
+    what: str
+    timeout: float | None
+
+
+_progress: contextvars.ContextVar[_Progress | None] = contextvars.ContextVar("petri_nb_progress", default=None)
+
+
+@contextlib.contextmanager
+def show_progress(what: str, timeout: float | None = None) -> Iterator[None]:
+    """Blocking calls in this block show a progress bar saying ``what`` once they take a while."""
+    token = _progress.set(_Progress(what, timeout))
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the runtime loop and block this thread until it finishes; Ctrl-C cancels it."""
+    if on_runtime_loop():
+        coro.close()
+        raise RuntimeError("blocking petri_nb call made on the runtime loop; await the AsyncVm instead")
+    fut = submit(coro)
+    progress = _progress.get()
+    try:
+        if progress is not None:
+            _wait_with_bar(fut, progress)
+        return fut.result()
+    except (KeyboardInterrupt, concurrent.futures.CancelledError):
+        fut.cancel()
+        raise
+
+
+def _wait_with_bar(fut: concurrent.futures.Future[Any], progress: _Progress) -> None:
+    """Tick a tqdm bar while ``fut`` runs (a local thread wait, not a QEMU poll)."""
+    if concurrent.futures.wait([fut], timeout=PROGRESS_AFTER).done:
+        return
+    from tqdm.auto import tqdm
+
+    timeout = progress.timeout
+    start = time.monotonic() - PROGRESS_AFTER
+    bar = tqdm(total=timeout, desc=progress.what, unit="s", leave=False,
+               bar_format="{desc}: {elapsed}" + (" / {total:.3g} s {bar}" if timeout else ""))
+    try:
+        while not concurrent.futures.wait([fut], timeout=0.1).done:
+            elapsed = time.monotonic() - start
+            bar.update(min(elapsed, timeout or elapsed) - bar.n)
+    finally:
+        bar.close()
+
+
+def blocking_twins(async_cls: type, *, wraps: dict[str, Callable[[Any], Any]] | None = None,
+                   forward: tuple[str, ...] = (), skip: frozenset[str] = frozenset()) -> Callable[[C], C]:
+    """Class decorator: give the sync class a blocking twin of every public coroutine method of
+    ``async_cls`` (reaching it through ``self.aio``) that it does not define itself.
+
+    ``wraps`` maps a method name to a function applied to its result (an AsyncAgent becomes an
+    Agent); ``forward`` names plain attributes and methods read straight from ``self.aio``."""
+    wraps = wraps or {}
+
+    def decorate(cls: C) -> C:
+        for name in public_coroutines(async_cls):
+            if name not in skip and name not in vars(cls):
+                setattr(cls, name, _twin(cls, async_cls, name, wraps.get(name)))
+        for name in forward:
+            if name not in vars(cls):
+                setattr(cls, name, _forwarder(async_cls, name))
+        return cls
+
+    return decorate
+
+
+def public_coroutines(cls: type) -> list[str]:
+    """Names of the public ``async def`` instance methods of ``cls`` and its bases."""
+    return sorted(name for name, member in inspect.getmembers(cls)
+                  if not name.startswith("_") and inspect.iscoroutinefunction(member)
+                  and not isinstance(inspect.getattr_static(cls, name), (classmethod, staticmethod)))
+
+
+def _twin(cls: type, async_cls: type, name: str, wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:
+    original = getattr(async_cls, name)
+
+    if wrap is None:
+        def twin(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return run_blocking(getattr(self.aio, name)(*args, **kwargs))
+    else:
+        def twin(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return wrap(run_blocking(getattr(self.aio, name)(*args, **kwargs)))
+
+    twin.__name__ = name
+    twin.__qualname__ = f"{cls.__name__}.{name}"
+    twin.__doc__ = original.__doc__
+    twin.__module__ = cls.__module__
+    sig = inspect.signature(original)
+    params = list(sig.parameters.values())
+    sig = sig.replace(parameters=[params[0].replace(annotation=inspect.Parameter.empty), *params[1:]])
+    if wrap is not None:
+        sig = sig.replace(return_annotation=getattr(wrap, "__name__", sig.return_annotation))
+    twin.__signature__ = sig  # type: ignore[attr-defined]
+    twin.__annotations__ = {**getattr(original, "__annotations__", {}), "return": sig.return_annotation}
+    return twin
+
+
+def _forwarder(async_cls: type, name: str) -> Any:
+    member = inspect.getattr_static(async_cls, name, None)
+    if callable(member) and not isinstance(member, property):
+        original = getattr(async_cls, name)
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.aio, name)(*args, **kwargs)
+
+        method.__name__ = name
+        method.__doc__ = original.__doc__
+        method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+        return method
+    doc = member.__doc__ if isinstance(member, property) else None
+    return property(lambda self: getattr(self.aio, name), doc=doc)

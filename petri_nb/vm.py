@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 from . import live, persist
 from .agent import Agent, AsyncAgent, agent_for
 from .backends import create_runtime
-from .blocking import blocking_twins, run_blocking
 from .boot import BootEvent
 from .console import Console
 from .debug import DebugMixin
 from .errors import LaunchError, PetriError, PetriTimeout
 from .guests import Guest, describe
 from .introspect import InspectNode
-from .loop import runs_on_runtime_loop
+from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_state import Fact
 from .state import StateMixin
 

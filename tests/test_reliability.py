@@ -21,8 +21,8 @@ from conftest import wait_until
 
 import petri_nb
 from petri_nb import PetriError, PetriTimeout, VmGone
-from petri_nb.blocking import run_blocking
 from petri_nb.guests.tmk import READY
+from petri_nb.loop import run_blocking
 
 CALLS: dict[str, Callable[[petri_nb.Vm], object]] = {
     "reset": lambda vm: vm.reset(),

@@ -19,9 +19,9 @@ from IPython.core.error import UsageError
 
 import petri_nb
 
-from ..blocking import show_progress
 from ..debug import hexdump
 from ..halt import Halt
+from ..loop import show_progress
 from ..vm import Vm, live_vms
 from .arguments import one_line
 from .output import PlainText, RunOutput, checkpoints_frame

@@ -7,11 +7,12 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from qemu.qmp import ExecuteError, QMPClient, QMPError
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
 
 from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone
 from ...guests.description import Guest
@@ -19,9 +20,9 @@ from ...introspect import InspectNode
 from ..base import EventSink, Runtime
 from . import agent_port, cpu, disks, migration
 from .command import build_command, resolve_accel, with_command_line
-from .event_pump import CpuLog, EventPump
 from .firmware import VARS_FILE, firmware_args
 from .gdb import Debugger
+from .halts import CpuLog, EventPump
 from .hotplug import PcieHotplug
 from .instance import QemuInstance
 from .introspect import QmpInspector
@@ -184,25 +185,32 @@ class QemuRuntime(Runtime):
             await self._relaunch()
             self.relaunch_pending = False
             return
-        pump = self._pump
-        pump.host_reset.clear()
-        pump.guest_reset.clear()
-        await self._execute("set-action", {"reboot": "reset"})
-        try:
-            await self._execute("system_reset")
-            await self._wait_event(pump.host_reset, "QEMU's RESET event", START_TIMEOUT)
-            if await self.status() != "running":
-                await self._execute("cont")
-            with contextlib.suppress(PetriTimeout):
-                await self._wait_event(pump.guest_reset, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
-                # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
-                # late, even mid-POST, which starts another hard reboot. Only the guest's own
-                # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
-                self._console_seen.clear()
-                await self._wait_event(self._console_seen, "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
-        finally:
-            await self._execute("set-action", {"reboot": "shutdown"})
-        pump.restarted()
+        resets = EventListener(("RESET",))
+        with self.qmp.listen(resets):
+            await self._execute("set-action", {"reboot": "reset"})
+            try:
+                await self._execute("system_reset")
+                await self._next_reset(resets, False, "QEMU's RESET event", START_TIMEOUT)
+                if await self.status() != "running":
+                    await self._execute("cont")
+                with contextlib.suppress(PetriTimeout):
+                    await self._next_reset(resets, True, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
+                    # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
+                    # late, even mid-POST, which starts another hard reboot. Only the guest's own
+                    # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
+                    self._console_seen.clear()
+                    await self._wait(self._console_seen.wait(), "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
+            finally:
+                await self._execute("set-action", {"reboot": "shutdown"})
+        self._pump.restarted()
+
+    async def _next_reset(self, resets: EventListener, by_guest: bool, what: str, timeout: float) -> None:
+        """The next RESET event caused by the guest (``by_guest``) or by the host."""
+        async def matching() -> None:
+            async for event in resets:
+                if bool(event.get("data", {}).get("guest")) == by_guest:
+                    return
+        await self._wait(matching(), what, timeout)
 
     async def _relaunch(self) -> None:
         """A fresh QEMU from the updated argv replaces this one and runs (the guest boots from scratch)."""
@@ -226,9 +234,9 @@ class QemuRuntime(Runtime):
             await old.stop(OLD_QEMU_GRACE)
 
     @staticmethod
-    async def _wait_event(event: asyncio.Event, what: str, timeout: float) -> None:
+    async def _wait(aw: Awaitable[Any], what: str, timeout: float) -> None:
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(aw, timeout)
         except asyncio.TimeoutError:
             raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
 

@@ -8,8 +8,8 @@ import pytest
 
 from petri_nb.agent import Agent, AsyncAgent
 from petri_nb.backends.base import EventSink
-from petri_nb.blocking import public_coroutines
 from petri_nb.console import AsyncConsole, Console
+from petri_nb.loop import public_coroutines
 from petri_nb.vm import AsyncVm, Vm
 
 PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent)]
