@@ -32,6 +32,8 @@ _MARKER = b"PA"
 #: Largest single frame we send (the guest allocates a request whole).
 MAX_REQUEST = 64 << 20
 PING_INTERVAL = 0.5
+#: Most output (stdout + stderr, or a file's bytes) one agent call keeps; more stops the command.
+MAX_OUTPUT = 64 << 20
 #: How long a killed command may take to report its status.
 KILL_GRACE = 5.0
 
@@ -162,8 +164,9 @@ class AsyncAgent:
                     return
 
     async def _request(self, kind: bytes, payload: bytes, timeout: float | None,
-                       command: str) -> tuple[dict[str, bytearray], int]:
-        """Send one request; collect its data frames until 'S' (status) or 'F' (failure)."""
+                       command: str, limit: int = MAX_OUTPUT) -> tuple[dict[str, bytearray], int]:
+        """Send one request; collect its data frames until 'S' (status) or 'F' (failure),
+        at most ``limit`` bytes of them (a flood is stopped, not buffered)."""
         if len(payload) > MAX_REQUEST:
             raise AgentError(f"request of {len(payload)} bytes is larger than the agent's {MAX_REQUEST} byte limit")
         chunks: dict[str, bytearray] = {"O": bytearray(), "E": bytearray(), "D": bytearray()}
@@ -182,6 +185,10 @@ class AsyncAgent:
                         raise _failure(data)
                     if kind_r in chunks:
                         chunks[kind_r] += data
+                        if sum(map(len, chunks.values())) > limit:
+                            await self._kill(rid)
+                            raise AgentError(f"guest command {command!r} produced more than {limit} bytes "
+                                             "(max_output); it was stopped")
             except asyncio.TimeoutError:
                 await self._kill(rid)
                 raise PetriTimeout(f"guest command {command!r} did not finish within {timeout:g} s; "
@@ -200,13 +207,14 @@ class AsyncAgent:
         self.vm._record("agent", kind, detail, data)
 
     @runs_on_runtime_loop
-    async def run(self, command: str, timeout: float | None = 60.0) -> AgentResult:
-        """Run ``command`` with the guest's /bin/sh; stdout/stderr are bytes, stdin is empty."""
+    async def run(self, command: str, timeout: float | None = 60.0, max_output: int = MAX_OUTPUT) -> AgentResult:
+        """Run ``command`` with the guest's /bin/sh; stdout/stderr are bytes, stdin is empty. More than
+        ``max_output`` bytes of output stops the command with an AgentError."""
         if not isinstance(command, str) or "\0" in command:
             raise AgentError(f"agent command must be a string without NUL bytes, not {command!r}")
         start = time.monotonic()
         chunks, status = await self.vm._call(
-            "agent.run", self._request(b"X", command.encode(), timeout, command),
+            "agent.run", self._request(b"X", command.encode(), timeout, command, max_output),
             halts=True, timeout=None, what="the guest command")
         result = AgentResult(command, status, bytes(chunks["O"]), bytes(chunks["E"]), time.monotonic() - start)
         self._record("run", f"{command[:80]!r} -> exit {status}",

@@ -12,6 +12,10 @@ class PetriError(Exception):
     """Base of every error petri_nb raises on purpose."""
 
 
+class BadArgument(PetriError, ValueError):
+    """A public call got a value it cannot take (wrong type, NaN, a negative time, a bad pattern)."""
+
+
 class LaunchError(PetriError):
     """The VM could not be started (bad options, missing QEMU, guest never got ready)."""
 

@@ -7,7 +7,8 @@ import itertools
 import threading
 from typing import Any
 
-from .errors import PetriError
+from .errors import BadArgument, PetriError
+from .guests.description import SAFE_NAME
 
 _live: dict[str, Any] = {}  # name -> AsyncVm (None while it launches)
 _lock = threading.Lock()
@@ -20,8 +21,9 @@ def claim_name(name: str | None, guest: str) -> str:
         if name is None:
             while (name := f"{guest}-{next(_counters[guest])}") in _live:
                 pass
-        elif not isinstance(name, str) or not name:
-            raise PetriError(f"VM name must be a non-empty string, not {name!r}")
+        elif not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+            raise BadArgument(f"VM name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
+                              f"or digit), not {name!r:.80}")
         elif name in _live:
             raise PetriError(f"a VM named {name!r} is already running; tear it down or pick another name")
         _live[name] = None  # reserved until launched

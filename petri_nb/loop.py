@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from .validation import check_arguments
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -68,10 +70,14 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def runs_on_runtime_loop(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Decorator: an ``async def`` that always executes on the runtime loop, awaited from any loop."""
+    """Decorator: an ``async def`` that always executes on the runtime loop, awaited from any loop.
+
+    It is also the public boundary: arguments are checked against the annotations first
+    (petri_nb.validation), so a bad value never reaches the loop's work."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        check_arguments(fn, args, kwargs)
         coro = fn(*args, **kwargs)
         if on_runtime_loop():
             return await coro
@@ -84,6 +90,8 @@ def runs_on_runtime_loop(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine
 
 C = TypeVar("C", bound=type)
 
+#: How long Ctrl-C in a blocking call waits for the cancelled call to clean up.
+CANCEL_SETTLE = 10.0
 #: A wait longer than this gets a progress bar (inside ``show_progress``).
 PROGRESS_AFTER = 0.5
 
@@ -112,7 +120,8 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     if on_runtime_loop():
         coro.close()
         raise RuntimeError("blocking petri_nb call made on the runtime loop; await the AsyncVm instead")
-    fut = submit(coro)
+    settled = threading.Event()
+    fut = submit(_settling(coro, settled))
     progress = _progress.get()
     try:
         if progress is not None:
@@ -120,7 +129,16 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
         return fut.result()
     except (KeyboardInterrupt, concurrent.futures.CancelledError):
         fut.cancel()
+        # Ctrl-C returns once the call has cleaned up (a cancelled save has resumed the guest).
+        settled.wait(CANCEL_SETTLE)
         raise
+
+
+async def _settling(coro: Coroutine[Any, Any, T], settled: threading.Event) -> T:
+    try:
+        return await coro
+    finally:
+        settled.set()
 
 
 def _wait_with_bar(fut: concurrent.futures.Future[Any], progress: _Progress) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .errors import PetriError
+from .errors import BadArgument, PetriError
 from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
 
 RUNS_ENV = "PETRI_NB_RUNS"
@@ -65,6 +65,7 @@ def run_dir_for(timeline: Timeline, runs_dir: str | os.PathLike[str] | None = No
 def _atomic_write(path: Path, write: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))  # private before any byte lands
         write(tmp)
         os.replace(tmp, path)
     except OSError as e:
@@ -93,8 +94,8 @@ class RunWriter:
         self.error: SaveError | None = None
         self._task: asyncio.Task[None] | None = None
         self._snapshots_written = 0
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
+        try:  # private: console text in a timeline can hold secrets
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise SaveError(f"cannot create run directory {directory}: {e.strerror or e}") from e
         self._part = max((hi for _, hi, _ in _part_files(directory)), default=-1) + 1
@@ -195,18 +196,34 @@ def _part_files(directory: Path) -> list[tuple[int, int, Path]]:
     return sorted(f for f in found if not any(lo <= f[0] and f[1] <= hi and (lo, hi) != f[:2] for lo, hi in merged))
 
 
+#: Columns without which a Parquet file is not a timeline (of ours or anyone's).
+REQUIRED_COLUMNS = ("run", "t", "source", "kind")
+
+
+def read_parquet(path: Path, what: str = "saved timeline part") -> pd.DataFrame:
+    """One Parquet file; a damaged or foreign file is a PetriError naming it."""
+    try:
+        return pq.read_table(path).to_pandas()
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # not ours, or damaged by something other than a crash of ours
+        raise PetriError(f"cannot read {what} {path}: {e}") from e
+
+
 def _read_files(files: list[Path]) -> pd.DataFrame:
     frames = []
     for f in files:
-        try:
-            frames.append(pq.read_table(f).to_pandas())
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # not ours, or damaged by something other than a crash of ours
-            raise PetriError(f"cannot read saved timeline part {f}: {e}") from e
+        frame = read_parquet(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing:
+            raise PetriError(f"{f} is not a petri_nb timeline: it has no {', '.join(missing)} column")
+        frames.append(frame)
     if not frames:
         return empty_frame()
-    return conform(pd.concat(frames, ignore_index=True))
+    try:
+        return conform(pd.concat(frames, ignore_index=True))
+    except (ValueError, TypeError) as e:  # a column of the wrong type
+        raise PetriError(f"cannot read timeline parts {', '.join(map(str, files[:3]))}: {e}") from e
 
 
 def _expand(item: str | os.PathLike[str]) -> list[Path]:
@@ -229,7 +246,14 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
     default runs dir), a single ``.parquet`` file or a glob of any of those. Rows
     are in time order within each run.
     """
-    items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
+    if isinstance(paths_or_glob, (str, os.PathLike)):
+        items = [paths_or_glob]
+    elif isinstance(paths_or_glob, Iterable) and not isinstance(paths_or_glob, bytes):
+        items = list(paths_or_glob)
+    else:
+        raise BadArgument(f"read_timelines() needs a path, a glob or a list of them, not {paths_or_glob!r:.80}")
+    if not all(isinstance(i, (str, os.PathLike)) for i in items):
+        raise BadArgument(f"read_timelines() paths must be str or os.PathLike, not {items!r:.80}")
     frames = []
     for item in items:
         for path in _expand(item):
@@ -257,10 +281,13 @@ def _by_run(frame: pd.DataFrame) -> list[pd.DataFrame]:
 
 def read_snapshots(directory: str | os.PathLike[str]) -> dict[int, pd.DataFrame]:
     """The inspect snapshots saved in a run directory, by snapshot number."""
+    if not isinstance(directory, (str, os.PathLike)) or not Path(directory).is_dir():
+        raise BadArgument(f"read_snapshots() needs a run directory, not {directory!r:.80}")
     out = {}
     for f in sorted(Path(directory).glob("inspect-*.parquet")):
-        frame = pq.read_table(f).to_pandas()
-        out[int(f.stem.split("-")[1])] = frame
+        number = f.stem.split("-")[1]
+        if number.isdigit():
+            out[int(number)] = read_parquet(f, "saved inspect snapshot")
     return out
 
 
@@ -276,6 +303,9 @@ def save_timeline(timeline: Timeline, runs_dir: str | os.PathLike[str] | None = 
     if not isinstance(writer, RunWriter):
         writer = RunWriter(timeline, run_dir_for(timeline, runs_dir), interval)
         timeline.writer = writer
+    elif runs_dir is not None and run_dir_for(timeline, runs_dir) != writer.directory:
+        raise PetriError(f"this run is already saved to {writer.directory}; it cannot move to {runs_dir} "
+                         "(read_timelines reads it from there)")
     writer.flush()
     writer.start()
     return writer.directory

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import PetriError
 from .loop import runs_on_runtime_loop
 from .run_state import Fact, RunState
-from .vm_core import VmCore
+from .vm_core import VmCore, finish_even_if_cancelled
 
 #: Generous bound on one save or restore (tmk takes well under a second).
 STATE_TIMEOUT = 120.0
@@ -52,19 +52,22 @@ class StateMixin(VmCore):
         """(state, seconds taken): the one way save_state() and checkpoint() take a state."""
         async with self._state_lock:
             start = time.monotonic()
-            data = await self._call(call, self.runtime.save_state(), timeout=STATE_TIMEOUT)
+            data = await finish_even_if_cancelled(self._call(call, self.runtime.save_state(), timeout=STATE_TIMEOUT))
             return data, time.monotonic() - start
 
     async def _restore(self, call: str, data: bytes, resume: bool) -> None:
         """The one way restore_state() and rewind() load a state; pending halts are dropped."""
         async with self._state_lock:
-            status = await self._call(call, self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
-            self._acknowledge_halts()
-            # A state saved from a halted VM restores halted.
-            self._transition(Fact.RESTORED_PAUSED if status == "paused" else Fact.RESTORED_HALTED)
-            if resume and status == "paused":
-                await self._call("resume", self.runtime.resume())
-                self._transition(Fact.RESUMED)
+            await finish_even_if_cancelled(self._restore_now(call, data, resume))
+
+    async def _restore_now(self, call: str, data: bytes, resume: bool) -> None:
+        status = await self._call(call, self.runtime.restore_state(data), timeout=STATE_TIMEOUT)
+        self._acknowledge_halts()
+        # A state saved from a halted VM restores halted.
+        self._transition(Fact.RESTORED_PAUSED if status == "paused" else Fact.RESTORED_HALTED)
+        if resume and status == "paused":
+            await self._call("resume", self.runtime.resume())
+            self._transition(Fact.RESUMED)
 
     @runs_on_runtime_loop
     async def save_state(self) -> bytes:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -43,6 +45,8 @@ HALT_GRACE = 0.25
 #: Default bound on control calls (pause, reset, screenshot...): QEMU answers in
 #: milliseconds, so this only fires when QEMU is wedged.
 CONTROL_TIMEOUT = 30.0
+#: How long an abandoned call (timeout, halt, Ctrl-C) may take to clean up before we answer.
+CANCEL_SETTLE = 5.0
 #: Stop reasons (gdb/MI) that are breakpoint hits rather than steps or our own pauses.
 HIT_REASONS = {"breakpoint-hit", "watchpoint-trigger", "access-watchpoint-trigger", "read-watchpoint-trigger"}
 
@@ -184,7 +188,7 @@ class VmCore:
         if not self._gone.done():
             self._gone.set_result(None)
 
-    async def _call(self, name: str, aw: Awaitable[T], *, halts: bool = False,
+    async def _call(self, name: str, aw: Awaitable[T], *, halts: bool = False, breakpoints: bool = False,
                     timeout: float | None = CONTROL_TIMEOUT, what: str = "") -> T:
         """Run one runtime call: raced against VM loss (and halts), bounded, on the timeline."""
         start = self._timeline.now()
@@ -192,7 +196,8 @@ class VmCore:
         self.calls_in_flight += 1
         try:
             self._check_usable()
-            return await self._race(aw, name, halts=halts, timeout=timeout, what=what)
+            return await self._race(aw, name, halts=halts, breakpoints=breakpoints or halts, timeout=timeout,
+                                    what=what)
         except BaseException as e:
             outcome, error = "error", f"{type(e).__name__}: {e}"
             raise
@@ -205,11 +210,13 @@ class VmCore:
             self._record("runtime", f"{name}()", detail,
                          {"duration_s": duration, "outcome": outcome, "error": error or None}, t=start)
 
-    async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, timeout: float | None, what: str) -> T:
+    async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, breakpoints: bool, timeout: float | None,
+                    what: str) -> T:
         task = asyncio.ensure_future(aw)
         watchers: set[asyncio.Future[Any]] = set()
         if halts:
             watchers.add(asyncio.ensure_future(self._halt_signal.wait()))
+        if breakpoints:
             watchers.add(asyncio.ensure_future(self._bp_signal.wait()))
         try:
             done, _ = await asyncio.wait({task, self._gone, *watchers}, timeout=timeout,
@@ -230,12 +237,17 @@ class VmCore:
                 raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
             if halts and self._pending:
                 raise VmHalted(self._pending[0], f"{name}()")
-            if halts and (stop := self.breakpoint_stop):
+            if breakpoints and (stop := self.breakpoint_stop):
                 raise BreakpointHit(stop, f"{name}()")
             raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}")
         finally:
-            for fut in (task, *watchers):
+            for fut in watchers:
                 fut.cancel()
+            if not task.done():
+                # Give up on the call, but let its cleanup run (a save resumes the guest it paused)
+                # before answering, so what the caller sees next is the VM as it is.
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_SETTLE)
 
     # -- control calls ----------------------------------------------------------
 
@@ -281,7 +293,7 @@ class VmCore:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            halt = await self._call("wait_for_halt", self._next_halt(), timeout=left,
+            halt = await self._call("wait_for_halt", self._next_halt(), timeout=left, breakpoints=True,
                                     what="the VM to halt")
             if allow_reset and halt.reason is HaltReason.RESET:
                 await self.reset()
@@ -312,7 +324,7 @@ class VmCore:
         if inspect.isawaitable(call):
             aw = call  # this method already runs on the runtime loop
         elif callable(call):
-            aw = asyncio.to_thread(call)
+            aw = _in_own_thread(call)
         else:
             raise PetriError(f"wait_for_halt_or() needs a coroutine or a callable, not {type(call).__name__}")
         return await self._call("wait_for_halt_or", aw, halts=True, timeout=timeout, what="the call to finish")
@@ -343,3 +355,45 @@ class VmCore:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.teardown()
+
+
+def _in_own_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run a user's callable on a daemon thread of its own, not in the pool the runtime uses
+    (screendumps, save pipes, launch builds): a callable that never returns ties up only itself."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if fut.done():
+            return  # the call was abandoned (timeout, halt): nobody waits for it any more
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+
+    def run() -> None:
+        try:
+            result = context.run(fn)
+        except BaseException as e:  # handed to the awaiting call, as asyncio.to_thread would
+            loop.call_soon_threadsafe(settle, None, e)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="petri_nb-user-call", daemon=True).start()
+    return fut
+
+
+async def finish_even_if_cancelled(aw: Awaitable[T]) -> T:
+    """Await ``aw``; if the caller is cancelled meanwhile, let ``aw`` finish first, then re-raise.
+
+    For operations that must not stop half-way (a save or restore pauses the guest and
+    swaps QEMU): they are bounded by their own timeouts, so this cannot hang."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller was cancelled, this outcome has no reader
+        raise

@@ -127,13 +127,20 @@ def test_breakpoint_on_a_vm_without_the_stub_is_a_clear_error() -> None:
         assert len(vm.registers()) > 20  # reads need no stub
 
 
-def test_checkpoint_and_rewind_with_debugger_attached_drop_breakpoints(vm: petri_nb.Vm) -> None:
-    vm.break_at("run_command")
-    vm.checkpoint("start")  # paused and resumed through gdb
+@pytest.mark.parametrize("how", ["rewind", "restore_state"])
+def test_breakpoints_hold_across_rewind_and_restore(vm: petri_nb.Vm, how: str) -> None:
+    addr = vm.break_at("run_command")
+    saved = vm.checkpoint("start") if how == "rewind" else vm.save_state()  # paused and resumed through gdb
     assert vm.status() == "running"
-    vm.rewind("start")
+    vm.rewind("start") if how == "rewind" else vm.restore_state(saved)
     assert vm.breakpoint_stop is None
-    assert count(vm) == 1  # the breakpoint went with the old QEMU
+    vm.console.write("count\n")
+    with pytest.raises(BreakpointHit) as hit:  # set again in the QEMU that took over (its own gdb socket)
+        vm.wait_for_halt_or(lambda: vm.console.expect(COUNT, timeout=10), timeout=10)
+    assert hit.value.stop.addr == addr
+    vm.remove_breakpoint(addr)
+    vm.continue_()
+    assert int(vm.console.expect(COUNT, timeout=10)[1]) == 1
 
 
 def test_parse_info_registers_64_bit_layout() -> None:

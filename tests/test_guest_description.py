@@ -28,7 +28,7 @@ from petri_nb.guests.tmk import KERNEL, TMK
     ({"disks": "/one/path", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
     ({"kernel": KERNEL, "disks": [42]}, "disk path must be a path"),
     ({"kernel": KERNEL, "nics": ["tap0"]}, "nics entries must be"),
-    ({"kernel": KERNEL, "name": "a/b"}, "guest name must be"),
+    ({"kernel": KERNEL, "name": "a/b"}, "guest name must be 1-64 letters"),
 ])
 def test_bad_descriptions_say_what_is_wrong(fields: dict, message: str) -> None:
     with pytest.raises(LaunchError, match=message):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, Union
 from ..errors import LaunchError
 
 FIRMWARES = ("bios", "uefi", "uefi-secure")
+#: Guest and VM names end up in run-dir names, timelines and file names: short and path-safe.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AGENTS = ("qga", "petri")
 #: ``ready`` values that are not console regexes.
 READY_MODES = ("agent", "boot")
@@ -111,8 +114,8 @@ class Guest:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\0"):
-            raise LaunchError(f"guest name must be a non-empty string without '/', not {self.name!r}")
+        if not isinstance(self.name, str) or not SAFE_NAME.fullmatch(self.name):
+            raise LaunchError(f"guest name must be 1-64 letters, digits, '.', '_' or '-', not {self.name!r:.80}")
         for name in ("kernel", "initrd", "cdrom", "firmware_vars", "symbols"):
             if getattr(self, name) is not None:
                 set_(self, name, _path(name, getattr(self, name)))

@@ -209,7 +209,8 @@ class Debugger:
     def __init__(self, socket: Path | None, status: Callable[[], Awaitable[str]],
                  registers: Callable[[], Awaitable[list[cpu.Register]]],
                  on_stop: Callable[[dict[str, Any]], None], on_running: Callable[[], None]) -> None:
-        self._socket = socket
+        self.socket = socket  # the current QEMU's stub (a replacement QEMU has its own)
+        self.breakpoints: set[int] = set()  # set again in a QEMU that replaces this one
         self._status = status
         self._registers = registers
         self._on_stop = on_stop
@@ -224,16 +225,33 @@ class Debugger:
         """The gdb session, attaching on first use; the guest keeps the run state it had."""
         if existing := self.attached():
             return existing
-        if self._socket is None:
+        if self.socket is None:
             raise PetriError("this VM has no gdbstub: it was launched with gdb=False; launch it with gdb=True "
                              "to use breakpoints, stepping or write_memory()")
+        if not self.socket.exists():
+            raise PetriError(f"the gdbstub socket {self.socket} is gone (was the VM's run directory deleted?)")
         was_running = await self._status() == "running"
-        gdb = await GdbSession.attach(str(self._socket), self._on_stop, self._on_running)
+        gdb = await GdbSession.attach(str(self.socket), self._on_stop, self._on_running)
         gdb.qemu_status = self._status
         self._gdb = gdb
         if was_running:
             await gdb.continue_()
         return gdb
+
+    async def break_at(self, addr: int) -> None:
+        await (await self.session()).break_at(addr)
+        self.breakpoints.add(addr)
+
+    async def delete(self, addr: int) -> None:
+        await (await self.session()).delete(addr)
+        self.breakpoints.discard(addr)
+
+    async def rearm(self) -> None:
+        """Set the breakpoints again, in a QEMU that replaced the one they were set in."""
+        if self.breakpoints:
+            session = await self.session()
+            for addr in sorted(self.breakpoints):
+                await session.break_at(addr)
 
     async def detach(self) -> None:
         """Kill the gdb session, if any (teardown, or before QEMU is replaced by a restore)."""

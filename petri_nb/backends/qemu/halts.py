@@ -13,7 +13,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from qemu.qmp import QMPClient
 
@@ -101,25 +101,31 @@ STATUS_TIMEOUT = 5.0
 
 
 class CpuLog:
-    """QEMU's ``-D`` CPU log, read incrementally: the evidence of triple faults."""
+    """QEMU's ``-D`` CPU log, read incrementally: the evidence of triple faults.
+
+    The file stays open once read, so the evidence is still there if the run directory
+    is deleted under a running VM."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._offset = 0
+        self._file: BinaryIO | None = None
 
     def read_new(self) -> str:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return ""
-        self._offset += len(data)
-        return data.decode(errors="replace")
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open on purpose, closed in truncated()
+            except FileNotFoundError:
+                return ""
+        return self._file.read().decode(errors="replace")
 
     def truncated(self) -> None:
-        """A new QEMU started over the same file (it truncates it)."""
-        self._offset = 0
+        """A new QEMU started over the same file (it truncates it): read the new file from its start."""
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class EventPump:

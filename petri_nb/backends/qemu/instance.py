@@ -26,6 +26,7 @@ class QemuInstance:
 
     def __init__(self, qmp: QMPClient, failure: type[PetriError], what: str, timeout: float) -> None:
         self.qmp = qmp
+        self.discarded = False  # set by discard(): a QEMU spawned after it is killed at once
         self._failure = failure
         self._what = what
         self._timeout = timeout
@@ -33,12 +34,19 @@ class QemuInstance:
         self.exited: asyncio.Task[int] | None = None
         self.console_reader: asyncio.StreamReader | None = None
         self.console_writer: asyncio.StreamWriter | None = None
+        self._track: set[QemuInstance] = set()
 
     @classmethod
     async def start(cls, qmp: QMPClient, argv: list[str], rundir: Path, *, failure: type[PetriError],
-                    what: str, timeout: float) -> QemuInstance:
-        """Listen on the run directory's sockets, spawn QEMU and wait until it connected to both."""
+                    what: str, timeout: float, track: set[QemuInstance] | None = None) -> QemuInstance:
+        """Listen on the run directory's sockets, spawn QEMU and wait until it connected to both.
+
+        ``track`` holds the instance from before its process exists until it is discarded, so
+        an owner tearing down meanwhile can discard it too: no QEMU outlives its VM."""
         inst = cls(qmp, failure, what, timeout)
+        if track is not None:
+            track.add(inst)
+            inst._track = track
         try:
             await inst._connect(argv, rundir)
         except BaseException:
@@ -63,6 +71,8 @@ class QemuInstance:
         try:
             await self.qmp.start_server(str(rundir / "qmp.sock"))
             self.proc = await QemuProcess.spawn(argv, cwd=str(rundir))
+            if self.discarded:  # its owner was torn down while it was being spawned
+                self.proc.kill()
             self.exited = asyncio.ensure_future(self.proc.wait())
             await self.before_exit(self.qmp.accept(), "waiting for QEMU's QMP connection")
             self.console_reader, self.console_writer = await self.before_exit(conn, "waiting for the console")
@@ -99,6 +109,8 @@ class QemuInstance:
 
     async def discard(self) -> None:
         """Kill a QEMU that did not become (or no longer is) the VM's."""
+        self.discarded = True
+        self._track.discard(self)
         if self.proc is not None:
             self.proc.kill()
             await self.proc.wait()

@@ -61,9 +61,9 @@ async def save(execute: Execute, send_fd: SendFd, status: Callable[[], Awaitable
     if state in ("inmigrate", "finish-migrate"):
         raise PetriError(f"cannot save state while QEMU is {state}")
     was_running = state == "running"
-    if was_running:
-        await pause()
-    try:
+    try:  # the resume below runs on every way out, a cancellation during pause() included
+        if was_running:
+            await pause()
         await execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
         rfd = await _pipe_for_qemu(send_fd, execute, "petri-save", qemu_reads=False)
         reading = asyncio.ensure_future(asyncio.to_thread(_read_all, rfd))

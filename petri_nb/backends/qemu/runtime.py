@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTi
 from ...guests.description import Guest
 from ...introspect import InspectNode
 from ..base import EventSink, Runtime
-from . import agent_port, cpu, disks, migration
+from . import agent_port, cpu, disks, migration, rundirs
 from .command import build_command, resolve_accel, with_command_line
 from .firmware import VARS_FILE, firmware_args
 from .gdb import Debugger
@@ -70,6 +69,8 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
+        self._spares: set[QemuInstance] = set()  # replacement QEMUs not (yet) the VM's: discarded at teardown
+        self._generation = 0  # how many QEMUs replaced the first one
         self._disks: list[disks.PreparedDisk] = []
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
@@ -94,7 +95,7 @@ class QemuRuntime(Runtime):
     async def _start(self) -> None:
         assert self._sink is not None
         sink = self._sink
-        self.rundir = Path(tempfile.mkdtemp(prefix=f"petri_nb-{self.name}-"))  # mode 0700
+        self.rundir = rundirs.make(self.name)
         self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # qemu-img and file copies: off the loop
         if self.guest.tpm:
             self._tpm = await Swtpm.start(self.rundir)
@@ -216,22 +217,41 @@ class QemuRuntime(Runtime):
         """A fresh QEMU from the updated argv replaces this one and runs (the guest boots from scratch)."""
         await self._replace(await self._start_replacement((), "relaunch"))
         self.hotplug.forget_all()  # the new QEMU has only the command line's devices
-        await self._execute("cont")
+        await self.resume()  # through gdb when breakpoints were set again
 
     async def _start_replacement(self, extra_args: tuple[str, ...], what: str) -> QemuInstance:
-        """A second QEMU from this VM's command line (plus ``extra_args``) that may become the VM."""
+        """A second QEMU from this VM's command line (plus ``extra_args``) that may become the VM.
+
+        Its gdbstub listens on a socket of its own: a QEMU unlinks its server sockets when it
+        exits, so the one it replaces would otherwise delete the new one's."""
         assert self.rundir is not None
-        return await QemuInstance.start(QMPClient(self.name), [*self.argv, *extra_args], self.rundir,
-                                        failure=PetriError, what=what, timeout=REPLACE_TIMEOUT)
+        if not self.rundir.is_dir():
+            raise PetriError(f"cannot {what}: VM {self.name}'s run directory {self.rundir} was deleted "
+                             "(it holds QEMU's sockets); tear the VM down and launch it again")
+        self._generation += 1
+        argv = [a.replace(f"{self.rundir}/gdb.sock", str(self._gdb_socket(self._generation))) for a in self.argv]
+        return await QemuInstance.start(QMPClient(self.name), [*argv, *extra_args], self.rundir, failure=PetriError,
+                                        what=what, timeout=REPLACE_TIMEOUT, track=self._spares)
+
+    def _gdb_socket(self, generation: int) -> Path:
+        assert self.rundir is not None
+        return self.rundir / ("gdb.sock" if generation == 0 else f"gdb-{generation}.sock")
 
     async def _replace(self, new: QemuInstance) -> None:
-        """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report."""
-        await self.debugger.detach()  # its stub goes with the old QEMU; breakpoints are not part of the state
+        """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report; breakpoints
+        are set again in the new one (they are the debugger's, not part of the saved state)."""
+        if self._torn_down:  # torn down while the new QEMU started or loaded: it must not outlive the VM
+            await new.discard()
+            raise PetriError(f"VM {self.name} was torn down while its QEMU was being replaced")
+        await self.debugger.detach()
         old = await self._attach(new)
+        self._spares.discard(new)
         self._cpu_log.truncated()  # the new QEMU truncated cpu.log
         self._pump.restarted()
+        self.debugger.socket = self._gdb_socket(self._generation) if self.guest.gdb else None
         if old is not None:
             await old.stop(OLD_QEMU_GRACE)
+        await self.debugger.rearm()
 
     @staticmethod
     async def _wait(aw: Awaitable[Any], what: str, timeout: float) -> None:
@@ -267,8 +287,11 @@ class QemuRuntime(Runtime):
 
     async def write_console(self, data: bytes) -> None:
         assert self._console is not None
-        self._console.write(data)
-        await self._console.drain()
+        try:
+            self._console.write(data)
+            await self._console.drain()
+        except OSError as e:  # QEMU died under the write: say so, as every QMP call does
+            raise await self._link_lost("a console write", e) from e
 
     async def save_state(self) -> bytes:
         return await migration.save(self._execute, self.qmp.send_fd_scm, self.status, self.pause, self.resume)
@@ -297,10 +320,10 @@ class QemuRuntime(Runtime):
         await (await self.debugger.session()).write_memory(addr, data, physical)
 
     async def break_at(self, addr: int) -> None:
-        await (await self.debugger.session()).break_at(addr)
+        await self.debugger.break_at(addr)
 
     async def remove_breakpoint(self, addr: int) -> None:
-        await (await self.debugger.session()).delete(addr)
+        await self.debugger.delete(addr)
 
     async def step(self) -> int:
         await self._refuse_if_halted("step")
@@ -345,15 +368,18 @@ class QemuRuntime(Runtime):
         if self._torn_down:
             return
         self._torn_down = True
+        for spare in list(self._spares):  # a restore or relaunch under way
+            await spare.discard()
         if self._instance is not None:
             await self.debugger.detach()
-        if self._instance is not None:  # first, so the pumps still record QEMU's last events
-            await self._instance.stop(QUIT_GRACE)
+            await self._instance.stop(QUIT_GRACE)  # first, so the pumps still record QEMU's last events
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._tpm is not None:  # after QEMU, which holds its socket
             await self._tpm.stop()
+        if self._instance is not None:
+            self._cpu_log.close()
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
 

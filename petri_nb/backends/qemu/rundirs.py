@@ -1,0 +1,58 @@
+"""Each VM's private run directory (0700): sockets, logs, overlays, the firmware's variables.
+
+A run directory records who owns it (pid and process start time). The Python process
+normally removes it at teardown; one that was SIGKILLed cannot, so the first launch of
+a later process removes the run directories whose owner is gone (console logs can hold
+secrets and overlays can be large).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+PREFIX = "petri_nb-"
+OWNER = "owner"
+#: How much of the VM name goes into the directory name (sockets stay far below AF_UNIX's 108 bytes).
+NAME_CHARS = 24
+
+_reaped = threading.Event()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), if it runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def make(name: str) -> Path:
+    """A new private run directory for the VM called ``name``, marked as ours."""
+    if not _reaped.is_set():
+        _reaped.set()
+        reap_orphans()
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:NAME_CHARS]}-"))  # mode 0700
+    (path / OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    return path
+
+
+def reap_orphans(base: Path | None = None) -> list[Path]:
+    """Remove this user's run directories whose owning process is gone; returns what was removed."""
+    base = base or Path(tempfile.gettempdir())
+    removed = []
+    for path in base.glob(f"{PREFIX}*"):
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            pid, started = (path / OWNER).read_text().split()
+        except (OSError, ValueError):
+            continue  # not one of ours (or not yet marked): leave it
+        if _start_time(int(pid)) != started:  # the pid is free or was reused by another process
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
