@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from plain_qemu import PlainQemu
 
 from petri_nb.backends.qemu.boot_events import BootEvent, BootEventParser, parse_boot_events
-from petri_nb.guests.images import bios_disk, empty_disk, uefi_disk
+from petri_nb.guests.images import bios_disk, empty_disk, secure_boot_disk, uefi_disk
 
 DATA = Path(__file__).parent / "data" / "firmware"
 
@@ -160,3 +160,10 @@ def test_secure_boot_ovmf_refuses_the_unsigned_systemd_boot(boot: list[PlainQemu
     events = watch(qemu, "serial", "no_boot_device", 60)
     assert any(e.kind == "failed" and "Access Denied" in e.detail for e in events)
     assert "success" not in kinds(events)
+
+
+def test_secure_boot_ovmf_starts_the_signed_shim(boot: list[PlainQemu]) -> None:
+    boot.append(qemu := PlainQemu(secure_boot_disk(), "uefi-secure", memory_mib=512))
+    events = watch(qemu, "serial", "success", 60)
+    assert kinds(events)[-2:] == ["attempt", "success"]
+    assert "failed" not in kinds(events)[2:]  # only the empty DVD drive failed

@@ -17,7 +17,7 @@ from conftest import wait_until
 from plain_qemu import PlainQemu
 
 from petri_nb.guests import images
-from petri_nb.guests.images import READY, bios_disk, empty_disk, uefi_disk
+from petri_nb.guests.images import READY, bios_disk, empty_disk, secure_boot_disk, uefi_disk
 from petri_nb.guests.images.common import MIB
 from petri_nb.guests.images.initramfs import build_initramfs, library_closure
 from petri_nb.qga import QgaClient
@@ -67,6 +67,14 @@ def test_uefi_disk_is_gpt_with_an_esp_holding_systemd_boot_and_the_kernel() -> N
     assert fat_file(esp, "vmlinuz")[0x202:0x206] == b"HdrS"  # a bzImage
 
 
+def test_secure_boot_disk_holds_signed_shim_grub_and_a_grub_cfg() -> None:
+    esp = f"{secure_boot_disk()}@@{1 * MIB}"
+    shim, grub = fat_file(esp, "EFI/BOOT/BOOTX64.EFI"), fat_file(esp, "EFI/BOOT/grubx64.efi")
+    assert shim[:2] == grub[:2] == b"MZ"
+    assert b"Microsoft" in shim  # its Authenticode signature chain
+    assert b"linux /vmlinuz" in fat_file(esp, "EFI/debian/grub.cfg")
+
+
 def test_bios_disk_is_a_fat_superfloppy_with_syslinux_in_its_boot_sector() -> None:
     disk = bios_disk()
     sector = disk.read_bytes()[:512]
@@ -113,6 +121,25 @@ def test_bios_disk_boots_to_ready_under_seabios() -> None:
         qemu.kill()
 
 
+@pytest.mark.slow
+def test_secure_boot_disk_boots_with_secure_boot_on() -> None:
+    qemu = PlainQemu(secure_boot_disk(), "uefi-secure", qga=True, memory_mib=512)
+    try:
+        seconds = qemu.wait_for("serial", READY, 180)
+        print(f"secure_boot_disk: ready after {seconds:.1f} s")
+
+        async def dmesg() -> bytes:
+            client = await QgaClient.open_unix(str(qemu.qga_socket), timeout=30)
+            try:
+                return (await client.run("dmesg")).check().stdout
+            finally:
+                await client.close()
+
+        assert b"Secure boot enabled" in asyncio.run(dmesg())
+    finally:
+        qemu.kill()
+
+
 @pytest.fixture
 def swtpm() -> Iterator[Path]:
     """A TPM 2.0 emulator on a unix socket in a private directory; killed afterwards."""
@@ -155,7 +182,7 @@ def test_a_guest_with_a_tpm_sees_dev_tpm0(swtpm: Path) -> None:
 @pytest.mark.slow
 def test_a_cold_cache_builds_every_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # also a cold Linux-guest cache: the kernel is fetched
-    for build in (uefi_disk, bios_disk, empty_disk):
+    for build in (uefi_disk, bios_disk, empty_disk, secure_boot_disk):
         start = time.monotonic()
         path = build()
         print(f"{build.__name__}: cold build {time.monotonic() - start:.1f} s, {path.stat().st_size // MIB} MiB")

@@ -1,4 +1,4 @@
-"""Test disk images built from Debian packages without root: UEFI, BIOS and unbootable.
+"""Test disk images built from Debian packages without root: UEFI, secure-boot UEFI, BIOS, unbootable.
 
 Each builder returns the path of a raw image in the per-user cache
 (``$XDG_CACHE_HOME/petri_nb/images``), building it once. The bootable ones run
@@ -14,5 +14,6 @@ from .common import cache_dir
 from .empty import empty_disk
 from .esp import uefi_disk
 from .initramfs import QGA_PORT, READY, READY_LINE
+from .secureboot import secure_boot_disk
 
-__all__ = ["QGA_PORT", "READY", "READY_LINE", "bios_disk", "cache_dir", "empty_disk", "uefi_disk"]
+__all__ = ["QGA_PORT", "READY", "READY_LINE", "bios_disk", "cache_dir", "empty_disk", "secure_boot_disk", "uefi_disk"]
