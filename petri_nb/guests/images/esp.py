@@ -30,9 +30,12 @@ def gpt_disk(path: Path, partition: Path, type_guid: str = ESP_TYPE, name: str =
     script = f"label: gpt\nstart={GAP_MIB * MIB // 512}, size={size // 512}, type={type_guid}, name=\"{name}\"\n"
     run([tool("sfdisk", "fdisk"), "--quiet", "--no-reread", "--no-tell-kernel", str(path)], stdin=script)
     with open(partition, "rb") as src, open(path, "r+b") as dst:
-        dst.seek(GAP_MIB * MIB)
-        while chunk := src.read(4 * MIB):
-            dst.write(chunk)
+        offset = GAP_MIB * MIB
+        while chunk := src.read(MIB):
+            if chunk.count(0) != len(chunk):  # leave unwritten MiBs as holes: the image stays sparse
+                dst.seek(offset)
+                dst.write(chunk)
+            offset += len(chunk)
 
 
 def esp_files(loader: Path, kernel: Path, initrd: Path, command_line: str = COMMAND_LINE) -> dict[str, Path | bytes]:
