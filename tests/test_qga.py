@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from conftest import our_qemus, wait_until
 from plain_qemu import PlainQemu
 from qemu.qmp import EventListener, QMPClient
 
@@ -32,6 +33,7 @@ def guest() -> Iterator[PlainQemu]:
         yield qemu
     finally:
         qemu.kill()
+        wait_until(lambda: not our_qemus(), timeout=5, what="QEMU processes to exit")
 
 
 def with_client(qemu: PlainQemu, use: Callable[[QgaClient], Awaitable[T]]) -> T:
