@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -128,7 +129,8 @@ def test_guest_initiated_shutdown_gives_qmp_shutdown() -> None:
                         await client.close()
                 return dict(event["data"])
             finally:
-                await qmp.disconnect()
+                with contextlib.suppress(EOFError, ConnectionError):  # QEMU may have exited first
+                    await qmp.disconnect()
 
         data = asyncio.run(shutdown())
         assert data == {"guest": True, "reason": "guest-shutdown"}
