@@ -37,7 +37,8 @@ class PlainQemu:
         self.firmware_log = self.rundir / "firmware.log"
         self.qga_socket = self.rundir / "qga.sock"
         self.qmp_socket = self.rundir / "qmp.sock"
-        argv = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", str(memory_mib), "-display", "none",
+        machine = "q35,accel=tcg,smm=on" if firmware == "uefi-secure" else "q35,accel=tcg"  # secboot OVMF needs SMM
+        argv = ["qemu-system-x86_64", "-machine", machine, "-m", str(memory_mib), "-display", "none",
                 "-nic", "none", "-serial", f"file:{self.serial_log}",
                 "-chardev", f"file,id=fwdebug,path={self.firmware_log}",
                 "-device", "isa-debugcon,iobase=0x402,chardev=fwdebug",
@@ -49,7 +50,6 @@ class PlainQemu:
             argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={code}",
                      "-drive", f"if=pflash,format=raw,file={self.rundir / 'vars.fd'}"]
             if firmware == "uefi-secure":
-                argv[2] = "q35,accel=tcg,smm=on"
                 argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         if qga:
             argv += ["-device", "virtio-serial-pci",
@@ -59,8 +59,9 @@ class PlainQemu:
             argv += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         self.argv = argv + list(extra)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.rundir / "stderr.log", "wb"), preexec_fn=_die_with_parent)
+        with open(self.rundir / "stderr.log", "wb") as stderr:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=stderr, preexec_fn=_die_with_parent)
 
     def serial(self) -> str:
         return self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
