@@ -116,8 +116,11 @@ class QgaClient:
     async def _send(self, message: bytes) -> None:
         if self._replies.closed:
             raise AgentError(self._replies.closed)
-        self._writer.write(message)
-        await self._writer.drain()
+        try:
+            self._writer.write(message)
+            await self._writer.drain()
+        except (ConnectionError, OSError) as e:
+            raise AgentError(f"guest agent channel closed ({type(e).__name__}: {e})") from e
 
     async def _next_reply(self, deadline: float) -> dict[str, Any]:
         left = deadline - asyncio.get_running_loop().time()

@@ -137,3 +137,61 @@ def test_guest_initiated_shutdown_gives_qmp_shutdown() -> None:
         assert qemu.wait_for_exit(10.0) == 0
     finally:
         qemu.kill()
+
+
+# --- protocol edge cases against a scripted agent (no QEMU) ----------------------------------------
+
+async def scripted_agent(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                         use: Callable[[QgaClient], Awaitable[T]]) -> T:
+    """Run ``use`` on a client whose other end is ``script`` (over a socketpair)."""
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_unix_connection(sock=ours)
+    agent_reader, agent_writer = await asyncio.open_unix_connection(sock=theirs)
+    agent = asyncio.ensure_future(script(agent_reader, agent_writer))
+    client = QgaClient(reader, writer)
+    try:
+        return await use(client)
+    finally:
+        await client.close()
+        agent.cancel()
+        agent_writer.close()
+
+
+async def answer_syncs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, junk: bytes = b"") -> None:
+    """Answer guest-sync-delimited (after ``junk``, e.g. half a stale reply) and guest-ping, in two pieces."""
+    while line := await reader.readline():
+        request = json.loads(line.rsplit(b"\xff", 1)[-1])
+        if request["execute"] == "guest-sync-delimited":
+            reply = junk + b"\xff" + json.dumps({"return": request["arguments"]["id"]}).encode() + b"\n"
+        else:
+            reply = b'{"return": {}}\n'
+        writer.write(reply[:5])
+        await writer.drain()
+        writer.write(reply[5:])
+        await writer.drain()
+
+
+def test_a_stale_half_reply_before_the_sync_marker_is_dropped() -> None:
+    async def agent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await answer_syncs(r, w, junk=b'{"return": {"out-data": "AAAA')
+
+    assert asyncio.run(scripted_agent(agent, lambda c: c.ping())) >= 0
+
+
+def test_an_agent_that_never_answers_gives_petri_timeout_naming_the_sync() -> None:
+    async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read()
+
+    with pytest.raises(PetriTimeout, match="guest-sync-delimited within 1 s"):
+        asyncio.run(scripted_agent(silent, lambda c: c.sync(timeout=1.0)))
+
+
+def test_a_closed_channel_is_an_agent_error_not_a_hang() -> None:
+    async def hang_up(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    async def use(client: QgaClient) -> None:
+        await asyncio.wait_for(client.ping(timeout=5.0), 10.0)
+
+    with pytest.raises(AgentError, match="closed"):
+        asyncio.run(scripted_agent(hang_up, use))
