@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 gcc binutils python3-venv python3-dev chromium fonts-dejavu-core util-linux busybox-static qemu-utils libc6-dev gdb)
+APT_PACKAGES=(qemu-system-x86 gcc binutils python3-venv python3-dev chromium fonts-dejavu-core util-linux busybox-static qemu-utils libc6-dev gdb
+    ovmf mtools dosfstools syslinux fdisk swtpm)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
