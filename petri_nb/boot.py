@@ -8,7 +8,6 @@ puts it on the timeline (source ``boot``) and hands it to ``wait_for_boot_event`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 #: attempt: the firmware tries a boot device; success: it handed over to a loader or OS;
 #: failed: that device did not boot; no_boot_device: nothing left to try.
@@ -17,13 +16,14 @@ KINDS = ("attempt", "success", "failed", "no_boot_device")
 
 @dataclass(frozen=True)
 class BootEvent:
-    """One boot event; ``detail`` is the firmware's own words (untrusted: escape before showing)."""
+    """One boot event. ``detail`` and ``line`` are the firmware's own words (untrusted: escape
+    before showing); ``t`` is the VM's uptime when it was reported."""
 
     kind: str
-    detail: str = ""
     firmware: str = ""
+    detail: str = ""
+    line: str = field(default="", compare=False, repr=False)
     t: float = 0.0
-    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -22,7 +22,7 @@ import random
 import time
 from typing import Any
 
-from .agent import AgentResult
+from .agent_result import MAX_OUTPUT, AgentResult
 from .errors import AgentError, PetriTimeout
 
 #: Bytes per guest-file-read/write call (base64 makes the JSON line 4/3 of this).
@@ -113,6 +113,15 @@ class QgaClient:
             raise
         return client
 
+    @property
+    def closed(self) -> str | None:
+        """Why the channel is closed (QEMU was replaced, the guest went away), or None."""
+        return self._replies.closed
+
+    async def wait_until_answering(self, timeout: float | None = None) -> None:
+        """Sync with the agent, waiting for one that is still starting (e.g. after a reboot)."""
+        await self.sync(timeout if timeout is not None else 1e9)
+
     async def _send(self, message: bytes) -> None:
         if self._replies.closed:
             raise AgentError(self._replies.closed)
@@ -192,7 +201,7 @@ class QgaClient:
         await self.execute("guest-ping", timeout=timeout)
         return time.monotonic() - start
 
-    async def run(self, command: str, timeout: float | None = 60.0) -> AgentResult:
+    async def run(self, command: str, timeout: float | None = 60.0, max_output: int = MAX_OUTPUT) -> AgentResult:
         """Run ``command`` with the guest's /bin/sh; stdout/stderr are bytes, stdin is empty."""
         if not isinstance(command, str) or "\0" in command:
             raise AgentError(f"agent command must be a string without NUL bytes, not {command!r}")
@@ -215,16 +224,18 @@ class QgaClient:
         if status.get("out-truncated") or status.get("err-truncated"):
             raise AgentError(f"guest command {command!r}: the agent truncated its output (qemu-ga keeps 16 MiB)")
         code = status["exitcode"] if "exitcode" in status else 128 + int(status.get("signal", 0))
-        return AgentResult(command, code, base64.b64decode(status.get("out-data", "")),
-                           base64.b64decode(status.get("err-data", "")), time.monotonic() - start)
+        out, err = base64.b64decode(status.get("out-data", "")), base64.b64decode(status.get("err-data", ""))
+        if len(out) + len(err) > max_output:
+            raise AgentError(f"guest command {command!r} produced more than {max_output} bytes (max_output)")
+        return AgentResult(command, code, out, err, time.monotonic() - start)
 
     async def _kill(self, pid: int) -> None:
         """Best effort: qemu-ga 7.2 has no command to kill what guest-exec started."""
         with contextlib.suppress(AgentError, PetriTimeout):
             await self.execute("guest-exec", {"path": "/bin/kill", "arg": ["-9", str(pid)]}, 5.0)
 
-    async def read_file(self, path: str, timeout: float | None = 60.0) -> bytes:
-        """The bytes of a guest file, read in chunks."""
+    async def read_file(self, path: str, timeout: float | None = 60.0, max_output: int = MAX_OUTPUT) -> bytes:
+        """The bytes of a guest file, read in chunks (at most ``max_output`` of them)."""
         _check_path(path)
         handle = await self.execute("guest-file-open", {"path": path, "mode": "rb"}, timeout)
         data = bytearray()
@@ -232,6 +243,8 @@ class QgaClient:
             while True:
                 chunk = await self.execute("guest-file-read", {"handle": handle, "count": FILE_CHUNK}, timeout)
                 data += base64.b64decode(chunk.get("buf-b64", ""))
+                if len(data) > max_output:
+                    raise AgentError(f"guest file {path} is larger than {max_output} bytes (max_output)")
                 if chunk.get("eof") or not chunk.get("count"):
                     return bytes(data)
         finally:

@@ -218,6 +218,11 @@ class Vm:
         halt = f" last_halt={self.last_halt}" if self.last_halt else ""
         return f"<Vm {self.name} guest={self.aio.guest.name} state={self.state}{halt}>"
 
+    @property
+    def agent(self) -> Agent:
+        """The guest agent (``wait_for_agent()`` with its default timeout): ``vm.agent.run("uname -a")``."""
+        return self.wait_for_agent()
+
     def view(self) -> anywidget.AnyWidget:
         """The live view widget (a petri_nb.widget.VmView; one per Vm, shared by every display of it)."""
         from .widget import VmView

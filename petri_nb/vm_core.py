@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import dataclasses
 import inspect
 import logging
 import threading
@@ -142,11 +143,11 @@ class VmCore:
         self._transition(Fact.HALTED)
 
     def boot_event(self, event: BootEvent) -> None:
-        event = BootEvent(event.kind, event.detail, event.firmware, self._timeline.now(), event.data)
+        event = dataclasses.replace(event, t=self._timeline.now())
         self.boot_events.append(event)
         self._boot_unread += 1
         self._boot_signal.set()
-        self._record("boot", event.kind, event.detail, {"firmware": event.firmware, **event.data}, t=event.t)
+        self._record("boot", event.kind, event.detail, {"firmware": event.firmware, "line": event.line}, t=event.t)
 
     def console_data(self, data: bytes) -> None:
         self.console.feed(data)

@@ -22,8 +22,8 @@ HALTS = {"poweroff": "POWER_OFF", "reset": "RESET", "triplefault": "TRIPLE_FAULT
          "hibernate": "HIBERNATE"}
 
 
-def test_all_four_notebooks_are_shipped() -> None:
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent"}
+def test_all_five_notebooks_are_shipped() -> None:
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent", "own_guest"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -105,6 +105,18 @@ def test_linux_agent_notebook_runs_the_agent_saves_restores_hotplugs_and_shuts_d
     assert s["note_after_restore"] == "written before save"
     assert s["disk_sectors"] == 8 * 2048 and s["disk_gone_after_unplug"]
     assert s["halt"] == "POWER_OFF"
+    check_figures(rep, 1)
+
+
+@pytest.mark.slow
+def test_own_guest_notebook_boots_a_uefi_disk_to_its_agent_and_leaves_the_image_unchanged(tmp_path: Path) -> None:
+    rep = report.run("own_guest", tmp_path / "out", timeout=400)
+    s = rep.summary
+    assert s is not None
+    assert s["boot_events"][-1] == "success" and "attempt" in s["boot_events"]
+    assert s["uname"].startswith("Linux ") and s["agent_exit_code"] == 0
+    assert bytes.fromhex(s["note"]) == b"\x00written by the notebook\xff"
+    assert s["halt"] == "POWER_OFF" and s["image_unchanged"]
     check_figures(rep, 1)
 
 

@@ -39,10 +39,14 @@ class Session:
 
     def __init__(self) -> None:
         self.current: Vm | None = None
+        self.chosen = False  # a VM was made current (launch, use): no falling back to the newest one
 
     def vm(self) -> Vm:
-        """The current VM, or a UsageError saying how to get one."""
+        """The current VM (else the newest one running, e.g. launched from Python), or a UsageError
+        saying how to get one."""
         vm = self.current
+        if vm is None and not self.chosen and (running := live_vms()):
+            vm = self.current = Vm(running[-1])  # a notebook that launched from Python and then uses %petri
         if vm is None or vm.torn_down:
             self.current = None
             raise UsageError("%petri: no current VM; start one with `%petri launch` or pick one with `%petri use`")
@@ -50,6 +54,7 @@ class Session:
 
     def make_current(self, vm: Vm) -> Vm:
         self.current = vm
+        self.chosen = True
         return vm
 
     def forget(self, vm: Vm) -> None:

@@ -34,27 +34,15 @@ It is pure: text in, events out, no I/O; chunks may split lines anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterable
 
-BootEventKind = Literal["attempt", "success", "failed", "no_boot_device"]
-Firmware = Literal["seabios", "ovmf"]
+from ...boot import BootEvent
 
 #: Terminal escape sequences (OVMF's console clears the screen and moves the cursor).
 _ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
 _SHELL = "EFI Internal Shell"
-
-
-@dataclass(frozen=True)
-class BootEvent:
-    """One boot step the firmware reported."""
-
-    kind: BootEventKind
-    firmware: Firmware
-    detail: str
-    line: str
 
 
 def _seabios(line: str) -> list[BootEvent]:
@@ -173,3 +161,35 @@ def parse_boot_events(text: str | bytes | Iterable[str]) -> list[BootEvent]:
     for line in text:
         events += parser.feed(line if line.endswith("\n") else line + "\n")
     return events + parser.close()
+
+
+class BootWatcher:
+    """Turns one VM's firmware output into boot events for its sink: SeaBIOS's debug port always,
+    the serial console (OVMF's evidence) only until the firmware handed over, since after that
+    the console is the OS's and can be busy."""
+
+    def __init__(self, report: Callable[[BootEvent], None]) -> None:
+        self._report = report
+        self._debug = BootEventParser()
+        self._console = BootEventParser()
+        self._booting = True
+
+    def restarted(self) -> None:
+        """The firmware runs again (start, reset, relaunch): watch the console again."""
+        self._console = BootEventParser()
+        self._booting = True
+
+    def console(self, chunk: bytes) -> None:
+        if self._booting:
+            self._emit(self._console.feed(chunk))
+
+    async def pump_debug_port(self, reader: asyncio.StreamReader) -> None:
+        self._debug = BootEventParser()  # a new QEMU: its port starts a new stream
+        while chunk := await reader.read(65536):
+            self._emit(self._debug.feed(chunk))
+
+    def _emit(self, events: list[BootEvent]) -> None:
+        for event in events:
+            if event.ok:
+                self._booting = False
+            self._report(event)

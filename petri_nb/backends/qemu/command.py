@@ -14,6 +14,9 @@ from .disks import PreparedDisk, check_readable
 from .firmware import machine_options
 
 ACCELS = ("tcg", "kvm", "auto")
+#: Sockets QEMU itself listens on in the run dir (a replacement QEMU gets its own: see runtime).
+GDB_SOCKET = "gdb.sock"
+DEBUG_PORT_SOCKET = "firmware.sock"
 #: TCG's translated-code buffer. QEMU's default is 1 GiB, and every reset adds new
 #: code (~1.5 MiB for tmk's firmware reboot), so a reset soak grew each QEMU's RSS
 #: without bound until 1 GiB; a cap keeps RSS bounded at the cost of a cheap flush.
@@ -73,6 +76,9 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
         "-device", "VGA",
         "-device", "virtio-tablet-pci",  # absolute pointer for the live view (boots no slower)
         "-device", "pvpanic",
+        # The firmware's debug port (SeaBIOS logs its boot attempts there): boot events.
+        "-chardev", f"socket,id=fwdebug,path={rundir / DEBUG_PORT_SOCKET},server=on,wait=off",
+        "-device", "isa-debugcon,iobase=0x402,chardev=fwdebug",
         "-action", "reboot=shutdown,shutdown=pause",
         *device_args,
     ]
@@ -100,7 +106,7 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
     argv += ["-D", str(rundir / "cpu.log")]
     argv += ["-d", "cpu_reset"] if accel == "tcg" else ["-trace", "kvm_run_exit"]
     if guest.gdb:
-        argv += ["-gdb", f"unix:{rundir / 'gdb.sock'},server=on,wait=off"]
+        argv += ["-gdb", f"unix:{rundir / GDB_SOCKET},server=on,wait=off"]
     # "{rundir}" in extra args names the VM's private run dir.
     argv += [arg.replace("{rundir}", str(rundir)) for arg in guest.extra_args]
     return argv
@@ -127,4 +133,19 @@ def with_command_line(argv: list[str], command_line: str) -> list[str]:
         argv[argv.index("-kernel") + 2:argv.index("-kernel") + 2] = ["-append", command_line]
     else:
         raise PetriError("update_command_line() needs a direct-boot (-kernel) guest")
+    return argv
+
+
+def socket_path(rundir: Path, name: str, generation: int) -> Path:
+    """Where QEMU number ``generation`` of a VM listens for ``name`` (the first: ``name`` itself).
+
+    QEMU unlinks the sockets it listens on when it exits, so a QEMU replacing another
+    (restore, relaunch) listens on paths of its own: the old one cannot delete them."""
+    return rundir / (name if generation == 0 else f"{generation}-{name}")
+
+
+def for_generation(argv: list[str], rundir: Path, generation: int) -> list[str]:
+    """``argv`` with the sockets QEMU listens on moved to those of ``generation``."""
+    for name in (GDB_SOCKET, DEBUG_PORT_SOCKET):
+        argv = [a.replace(str(rundir / name), str(socket_path(rundir, name, generation))) for a in argv]
     return argv

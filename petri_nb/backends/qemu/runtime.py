@@ -17,8 +17,8 @@ from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTi
 from ...guests.description import Guest
 from ...introspect import InspectNode
 from ..base import EventSink, Runtime
-from . import agent_port, cpu, disks, migration, rundirs
-from .command import build_command, resolve_accel, with_command_line
+from . import agent_port, command, cpu, disks, migration, rundirs
+from .boot_events import BootWatcher
 from .firmware import VARS_FILE, firmware_args
 from .gdb import Debugger
 from .halts import CpuLog, EventPump
@@ -54,7 +54,7 @@ class QemuRuntime(Runtime):
     def __init__(self, guest: Guest, name: str, accel: str = "tcg") -> None:
         self.guest = guest
         self.name = name
-        self.accel = resolve_accel(accel)
+        self.accel = command.resolve_accel(accel)
         self.rundir: Path | None = None
         self.argv: list[str] = []
         self.qmp = QMPClient(name)
@@ -101,15 +101,17 @@ class QemuRuntime(Runtime):
             self._tpm = await Swtpm.start(self.rundir)
             self.argv[1:1] = self._tpm.qemu_args()
         self._cpu_log = CpuLog(self.rundir / "cpu.log")
+        self._boot = BootWatcher(sink.boot_event)
         self._pump = EventPump(sink, self._cpu_log, self.status,
                                lambda: list(self.proc.stderr_tail) if self.proc else [])
-        self.debugger = Debugger(self.rundir / "gdb.sock" if self.guest.gdb else None, self.status,
+        self.debugger = Debugger(self.rundir / command.GDB_SOCKET if self.guest.gdb else None, self.status,
                                  self.registers, sink.debug_stopped, sink.debug_running)
         self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,
                                    self.argv)
         try:
             inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
-                                            what="QEMU", timeout=START_TIMEOUT)
+                                            what="QEMU", timeout=START_TIMEOUT,
+                                            debug_port=self.rundir / command.DEBUG_PORT_SOCKET)
         except LaunchError as e:
             if (image := disks.locked_image(self._disks, str(e))) is not None:
                 raise LaunchError(f"cannot use disk image {image}: it is locked, another QEMU is using it "
@@ -122,7 +124,7 @@ class QemuRuntime(Runtime):
         """Disk overlays, the firmware's variable store, and the command line that uses them."""
         self._disks = disks.prepare_all(self.guest.disks, rundir)
         device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
-        return build_command(self.guest, rundir, self.accel, self._disks, device_args)
+        return command.build_command(self.guest, rundir, self.accel, self._disks, device_args)
 
     async def _attach(self, inst: QemuInstance) -> QemuInstance | None:
         """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
@@ -139,6 +141,8 @@ class QemuRuntime(Runtime):
             asyncio.ensure_future(self._pump_console(inst.console_reader)),
             asyncio.ensure_future(self._pump.run(inst.qmp)),
         ]
+        if inst.debug_port_reader is not None:
+            self._tasks.append(asyncio.ensure_future(self._boot.pump_debug_port(inst.debug_port_reader)))
         return old
 
     # -- background tasks --------------------------------------------------
@@ -154,6 +158,7 @@ class QemuRuntime(Runtime):
         while chunk := await reader.read(65536):
             self._console_seen.set()
             self._sink.console_data(chunk)
+            self._boot.console(chunk)
 
     # -- runtime calls -----------------------------------------------------
 
@@ -186,6 +191,7 @@ class QemuRuntime(Runtime):
             await self._relaunch()
             self.relaunch_pending = False
             return
+        self._boot.restarted()
         resets = EventListener(("RESET",))
         with self.qmp.listen(resets):
             await self._execute("set-action", {"reboot": "reset"})
@@ -229,13 +235,14 @@ class QemuRuntime(Runtime):
             raise PetriError(f"cannot {what}: VM {self.name}'s run directory {self.rundir} was deleted "
                              "(it holds QEMU's sockets); tear the VM down and launch it again")
         self._generation += 1
-        argv = [a.replace(f"{self.rundir}/gdb.sock", str(self._gdb_socket(self._generation))) for a in self.argv]
+        argv = command.for_generation(self.argv, self.rundir, self._generation)
         return await QemuInstance.start(QMPClient(self.name), [*argv, *extra_args], self.rundir, failure=PetriError,
-                                        what=what, timeout=REPLACE_TIMEOUT, track=self._spares)
+                                        what=what, timeout=REPLACE_TIMEOUT, track=self._spares,
+                                        debug_port=self._socket(command.DEBUG_PORT_SOCKET))
 
-    def _gdb_socket(self, generation: int) -> Path:
+    def _socket(self, name: str) -> Path:
         assert self.rundir is not None
-        return self.rundir / ("gdb.sock" if generation == 0 else f"gdb-{generation}.sock")
+        return command.socket_path(self.rundir, name, self._generation)
 
     async def _replace(self, new: QemuInstance) -> None:
         """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report; breakpoints
@@ -248,7 +255,8 @@ class QemuRuntime(Runtime):
         self._spares.discard(new)
         self._cpu_log.truncated()  # the new QEMU truncated cpu.log
         self._pump.restarted()
-        self.debugger.socket = self._gdb_socket(self._generation) if self.guest.gdb else None
+        self._boot.restarted()
+        self.debugger.socket = self._socket(command.GDB_SOCKET) if self.guest.gdb else None
         if old is not None:
             await old.stop(OLD_QEMU_GRACE)
         await self.debugger.rearm()
@@ -347,7 +355,7 @@ class QemuRuntime(Runtime):
         return await agent_port.accept_connection(self.rundir)
 
     async def update_command_line(self, command_line: str) -> None:
-        self.argv = with_command_line(self.argv, command_line)
+        self.argv = command.with_command_line(self.argv, command_line)
         self.relaunch_pending = True
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
