@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .loop import blocking_twins, runs_on_runtime_loop
+from .validation import checked
 
 #: Puts one row on the VM's timeline: (source, kind, detail).
 Record = Callable[..., None]
@@ -52,6 +53,7 @@ class AsyncConsole:
             end -= 1
         return self._text[self._text.rfind("\n", 0, end) + 1:end].rstrip("\r")
 
+    @checked
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self._text.splitlines()[-lines:])
 

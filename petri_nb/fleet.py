@@ -46,6 +46,7 @@ from .errors import PetriError, VmHalted
 from .guests import describe
 from .persist import read_timelines, write_parquet
 from .timeline import empty_frame
+from .validation import checked
 from .vm import Vm, launch
 
 Experiment = Callable[[Vm], Any]
@@ -272,6 +273,7 @@ def _append_outcome(rundir: Path, outcome: dict[str, Any]) -> None:
         f.write(line + "\n")
 
 
+@checked
 def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
     """Reload a (possibly half-finished) fleet from its run directory.
 
@@ -284,7 +286,10 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
     rows = []
     log = rundir / "outcomes.jsonl"
     if log.exists():
-        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (ValueError, OSError) as e:
+            raise PetriError(f"cannot read the fleet's outcomes {log}: {e}") from e
     outcomes = outcomes_frame(rows)
     files = sorted(rundir.glob("*.parquet"))
     timeline = read_timelines([str(f) for f in files]) if files else empty_frame()

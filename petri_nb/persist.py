@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from .errors import BadArgument, PetriError
 from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
+from .validation import checked
 
 RUNS_ENV = "PETRI_NB_RUNS"
 #: Seconds between periodic flushes of new rows while a run is being saved.
@@ -279,10 +280,11 @@ def _by_run(frame: pd.DataFrame) -> list[pd.DataFrame]:
     return [sort_by_time(f.reset_index(drop=True)) for _, f in frame.groupby("run", sort=False, observed=True)]
 
 
+@checked
 def read_snapshots(directory: str | os.PathLike[str]) -> dict[int, pd.DataFrame]:
     """The inspect snapshots saved in a run directory, by snapshot number."""
-    if not isinstance(directory, (str, os.PathLike)) or not Path(directory).is_dir():
-        raise BadArgument(f"read_snapshots() needs a run directory, not {directory!r:.80}")
+    if not Path(directory).is_dir():
+        raise PetriError(f"read_snapshots(): {directory} is not a run directory")
     out = {}
     for f in sorted(Path(directory).glob("inspect-*.parquet")):
         number = f.stem.split("-")[1]

@@ -34,6 +34,7 @@ from .halt import Halt, HaltReason, Stop
 from .loop import runs_on_runtime_loop
 from .run_state import Fact, RunState, next_state
 from .timeline import Timeline
+from .validation import checked
 
 T = TypeVar("T")
 V = TypeVar("V", bound="VmCore")
@@ -94,6 +95,7 @@ class VmCore:
         """The backend process id (QEMU's), or None when there is none (yet, or any more)."""
         return self.runtime.pid
 
+    @checked
     def observe_state(self, callback: StateObserver) -> Callable[[], None]:
         """Call ``callback(old, new)`` on the runtime loop at every state change; returns an unsubscribe."""
         self._state_observers.append(callback)
