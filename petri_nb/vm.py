@@ -108,6 +108,11 @@ class AsyncVm(StateMixin, DebugMixin):
     def uptime(self) -> float:
         return self._timeline.now()
 
+    @property
+    def view_sockets(self) -> dict[str, Path]:
+        """The live view's side-channel sockets (petri_nb.server); empty if the backend has none."""
+        return dict(getattr(self.runtime, "view_sockets", {}))
+
     # -- EventSink: the backend reports here, on the runtime loop ------------
 
     def _record(self, source: str, kind: str, detail: str = "", data: Any = None,
@@ -116,10 +121,10 @@ class AsyncVm(StateMixin, DebugMixin):
 
     def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
         self._record(source, kind, detail, data)
-        if source == "qmp" and self.state not in ("halted", "gone"):
-            if kind == "STOP":
+        if source == "qmp" and self.state != "gone":
+            if kind == "STOP" and self.state != "halted":
                 self.state = "paused"
-            elif kind == "RESUME":
+            elif kind == "RESUME":  # after a halt only a reset runs it again (e.g. the view's button)
                 self.state = "running"
 
     def halted(self, halt: Halt) -> None:

@@ -28,18 +28,13 @@ if TYPE_CHECKING:
 
 #: Longest console line shown in the status bar.
 CONSOLE_SNIPPET = 160
-ACTIONS = ("reset", "pause", "resume", "poweroff")
+#: Comm-path buttons; "powerdown" and "poweroff" both press the ACPI power button here.
+ACTIONS = ("reset", "pause", "resume", "poweroff", "powerdown")
 
 
 def _asset(name: str) -> Path:
-    """Front-end files ship as package ``petri_nb.widgets`` (mapped from the top-level ``widgets/``)."""
-    try:
-        path = Path(str(resources.files("petri_nb.widgets") / name))
-        if path.is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "widgets" / name  # source checkout
+    """The built front end ships in package ``petri_nb.widgets`` (source: the top-level ``widgets/``)."""
+    return Path(str(resources.files("petri_nb.widgets") / name))
 
 
 class VmView(anywidget.AnyWidget):
@@ -57,11 +52,16 @@ class VmView(anywidget.AnyWidget):
     launched_at = traitlets.Float(0.0).tag(sync=True)
     stopped_at = traitlets.Float(0.0).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    #: The VM's run directory name: the browser asks the view server (petri_nb.server) for this
+    #: VM's sockets by it; the server checks it names this user's private run dir. Never a path.
+    view_id = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, vm: Vm | AsyncVm, *, fps: float = DEFAULT_FPS, max_in_flight: int = MAX_IN_FLIGHT,
                  ack_timeout: float = ACK_TIMEOUT, **kwargs: Any) -> None:
         aio: AsyncVm = getattr(vm, "aio", vm)
-        super().__init__(vm_name=aio.name, launched_at=time.time() - aio.uptime, **kwargs)
+        vnc = aio.view_sockets.get("vnc")
+        super().__init__(vm_name=aio.name, launched_at=time.time() - aio.uptime,
+                         view_id=vnc.parent.name if vnc else "", **kwargs)
         self.vm = aio
         self._closed = False
         self._input_lock: asyncio.Lock | None = None
@@ -105,8 +105,11 @@ class VmView(anywidget.AnyWidget):
         kind = content.get("type")
         if kind == "ack" and isinstance(content.get("seq"), int):
             self.pump.ack(content["seq"])
-        elif kind == "ready":
+        elif kind == "ready":  # a comm-path view appeared (perhaps beside a VNC one): it needs frames
+            self.pump.frames_wanted = True
             self.pump.resend()
+        elif kind == "path":  # a view that shows the screen over VNC needs no frames from us
+            self.pump.frames_wanted = content.get("path") != "vnc"
         elif kind == "key" and isinstance(content.get("code"), str):
             key = qcode(content["code"])
             if key is not None:
@@ -144,7 +147,7 @@ class VmView(anywidget.AnyWidget):
         self._submit(send())
 
     async def _action(self, action: str) -> None:
-        if action == "poweroff":
+        if action in ("poweroff", "powerdown"):
             await self.vm.send_shutdown("poweroff")
         else:
             await getattr(self.vm, action)()

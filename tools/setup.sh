@@ -36,3 +36,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[test]'
     touch "$stamp"
 fi
+# A wheel install puts this file in <prefix>/etc/jupyter (pyproject data-files), which enables
+# the view server in every Jupyter server of the environment; editable installs skip data
+# files, so the dev venv gets the same file here.
+conf=.venv/etc/jupyter/jupyter_server_config.d/petri_nb.json
+if ! cmp -s jupyter-config/jupyter_server_config.d/petri_nb.json "$conf"; then
+    install -D -m 644 jupyter-config/jupyter_server_config.d/petri_nb.json "$conf"
+fi

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import LaunchError
+from .display import display_args
 
 ACCELS = ("tcg", "kvm", "auto")
 #: TCG's translated-code buffer. QEMU's default is 1 GiB, and every reset adds new
@@ -92,6 +93,7 @@ def build_command(config: QemuConfig, rundir: Path, accel: str) -> list[str]:
         "-m", str(config.memory_mib),
         "-smp", str(config.cpus),
         "-qmp", f"unix:{rundir / 'qmp.sock'}",
+        *display_args(rundir),  # the live view's VNC and control sockets (petri_nb.server)
         "-chardev", f"socket,id=console,path={rundir / 'console.sock'},logfile={rundir / 'console.log'}",
         "-serial", "chardev:console",
         "-device", "VGA",

@@ -17,7 +17,7 @@ from ...errors import AgentError, LaunchError, PetriError, PetriTimeout, VmGone
 from ...halt import Halt
 from ...inspect import InspectNode
 from ..base import EventSink, Runtime
-from . import agent_port, cpu, gdb, migration, relaunch
+from . import agent_port, cpu, display, gdb, migration, relaunch
 from .command import QemuConfig, build_command, resolve_accel
 from .halts import HaltMapper
 from .hotplug import PcieHotplug
@@ -71,6 +71,11 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
         self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
+
+    @property
+    def view_sockets(self) -> dict[str, Path]:
+        """The live view's unix sockets ("vnc", "control") for the server extension."""
+        return display.view_sockets(self.rundir)
 
     # -- start ------------------------------------------------------------
 
@@ -129,6 +134,9 @@ class QemuRuntime(Runtime):
             self._sink.record("qmp", name, _event_summary(data), data)
             if name == "RESET":
                 (self._guest_reset if data.get("guest") else self._host_reset).set()
+                if not data.get("guest"):  # also the live view's reset button (control socket)
+                    self.mapper.restarted()
+                    self._halted = False
             if name == "RESUME":
                 self._own_stop = False  # a stop() that found the VM stopped sent no STOP
             halt = self.mapper.feed(name, data)

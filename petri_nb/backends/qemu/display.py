@@ -1,0 +1,30 @@
+"""The side channel a VM's live view uses beside the kernel: VNC and a second QMP monitor.
+
+Both are unix sockets inside the VM's private 0700 run directory, so only this user can
+reach them; the Jupyter server extension (``petri_nb.server``) bridges them to the browser
+behind Jupyter's auth. Never ``websocket=on``: QEMU 7.2 then also listens on TCP port 5700
+on every interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Socket names inside the run dir; the server extension looks for exactly these.
+VIEW_SOCKETS = {"vnc": "vnc.sock", "control": "control.sock"}
+
+
+def display_args(rundir: Path) -> list[str]:
+    """QEMU argv serving the display on a VNC unix socket and a QMP monitor for the view's buttons.
+
+    QMP events reach every monitor, so the kernel's own QMP session still sees (and records)
+    everything the view's buttons cause."""
+    return [
+        "-vnc", f"unix:{rundir / VIEW_SOCKETS['vnc']}",
+        "-qmp", f"unix:{rundir / VIEW_SOCKETS['control']},server=on,wait=off",
+    ]
+
+
+def view_sockets(rundir: Path | None) -> dict[str, Path]:
+    """The view's sockets of a VM whose run dir is ``rundir`` (empty before launch)."""
+    return {} if rundir is None else {kind: rundir / name for kind, name in VIEW_SOCKETS.items()}

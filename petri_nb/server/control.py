@@ -1,0 +1,116 @@
+"""The view's buttons beside the kernel: a fixed allow-list of actions over the VM's second QMP monitor.
+
+The browser sends ``{"id": N, "action": NAME}`` and gets ``{"id": N, "ok": bool, "error": str}``.
+Only the actions in ``ACTIONS`` exist; no QMP command name or argument comes from the browser.
+QMP events reach every monitor, so the kernel's own session records what these cause.
+A reset needs the same dance as ``QemuRuntime.reset``: the VM runs with
+``-action reboot=shutdown`` (a guest reset is a halt), so the action is switched to
+``reset`` around ``system_reset`` and the firmware's own reboot that follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient, QMPError
+
+from .bridge import SideChannelHandler
+
+#: How long a reset waits for the firmware's own reboot (SeaBIOS reboots once more after any reset).
+FIRMWARE_REBOOT = 3.0
+#: Quiet time after that reboot before guest resets are halts again.
+SETTLE = 0.3
+QMP_TIMEOUT = 5.0
+
+_locks: dict[Path, asyncio.Lock] = {}
+
+
+async def _reset(qmp: QMPClient) -> None:
+    with qmp.listen() as events:  # subscribe before the reset, so no event is missed
+        await qmp.execute("set-action", {"reboot": "reset"})
+        try:
+            await qmp.execute("system_reset")
+            host = guest = False
+            async def watch() -> None:
+                nonlocal host, guest
+                async for ev in events:
+                    if ev["event"] == "RESET":
+                        if ev.get("data", {}).get("guest"):
+                            guest = True
+                            return
+                        host = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(watch(), FIRMWARE_REBOOT)
+            status = await qmp.execute("query-status")
+            if status["status"] != "running":
+                await qmp.execute("cont")
+            if guest:
+                await asyncio.sleep(SETTLE)  # a late second firmware reset still resets
+        finally:
+            await qmp.execute("set-action", {"reboot": "shutdown"})
+
+
+async def _act(qmp: QMPClient, action: str) -> None:
+    if action == "reset":
+        await _reset(qmp)
+    elif action == "poweroff":  # forced: QEMU quits, the kernel sees the VM gone
+        with contextlib.suppress(QMPError, EOFError, OSError):
+            await qmp.execute("quit")
+    else:
+        await qmp.execute(ACTIONS[action])
+
+
+#: Button name -> the one QMP command it may issue ("reset" and "poweroff" are handled above).
+ACTIONS = {
+    "reset": "system_reset",
+    "pause": "stop",
+    "resume": "cont",
+    "powerdown": "system_powerdown",
+    "poweroff": "quit",
+}
+
+
+async def run_action(sock: Path, action: str) -> None:
+    """Connect to the VM's control monitor, do ``action``, disconnect (one client at a time per VM)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    lock = _locks.setdefault(sock, asyncio.Lock())
+    async with lock:
+        qmp = QMPClient("petri_nb-view")
+        await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
+        try:
+            await asyncio.wait_for(_act(qmp, action), QMP_TIMEOUT + FIRMWARE_REBOOT)
+        finally:
+            with contextlib.suppress(Exception):
+                await qmp.disconnect()
+
+
+class ControlHandler(SideChannelHandler):
+    """JSON actions in, JSON results out; one action at a time per VM."""
+
+    socket_kind = "control"
+
+    async def on_message(self, message: str | bytes) -> None:  # type: ignore[override]
+        try:
+            msg = json.loads(message)
+            req_id, action = msg.get("id"), msg.get("action")
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(action, str) or action not in ACTIONS:
+            await self._reply(req_id, "unknown action")
+            return
+        try:
+            await run_action(self.sock_path, action)
+        except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
+            await self._reply(req_id, f"{action} failed: {type(e).__name__}: {e}")
+            return
+        await self._reply(req_id, "")
+
+    async def _reply(self, req_id: Any, error: str) -> None:
+        if isinstance(req_id, int):
+            with contextlib.suppress(Exception):
+                await self.write_message(json.dumps({"id": req_id, "ok": not error, "error": error}))
