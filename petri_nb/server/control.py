@@ -23,33 +23,38 @@ from .bridge import SideChannelHandler
 #: How long a reset waits for the firmware's own reboot (SeaBIOS reboots once more after any reset).
 FIRMWARE_REBOOT = 3.0
 #: Quiet time after that reboot before guest resets are halts again.
-SETTLE = 0.3
+SETTLE = 0.5
 QMP_TIMEOUT = 5.0
 
 _locks: dict[Path, asyncio.Lock] = {}
 
 
+async def _next_reset(events: Any, timeout: float) -> dict[str, Any] | None:
+    """The data of the next RESET event within ``timeout``, or None."""
+    async def first() -> dict[str, Any]:
+        async for ev in events:
+            if ev["event"] == "RESET":
+                return ev.get("data", {})
+        raise EOFError("QMP closed")
+    try:
+        return await asyncio.wait_for(first(), timeout)
+    except asyncio.TimeoutError:
+        return None
+
+
 async def _reset(qmp: QMPClient) -> None:
-    with qmp.listen() as events:  # subscribe before the reset, so no event is missed
+    with qmp.listener() as events:  # subscribe before the reset, so no event is missed
         await qmp.execute("set-action", {"reboot": "reset"})
         try:
             await qmp.execute("system_reset")
-            host = guest = False
-            async def watch() -> None:
-                nonlocal host, guest
-                async for ev in events:
-                    if ev["event"] == "RESET":
-                        if ev.get("data", {}).get("guest"):
-                            guest = True
-                            return
-                        host = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(watch(), FIRMWARE_REBOOT)
-            status = await qmp.execute("query-status")
-            if status["status"] != "running":
-                await qmp.execute("cont")
-            if guest:
-                await asyncio.sleep(SETTLE)  # a late second firmware reset still resets
+            await _next_reset(events, QMP_TIMEOUT)  # the host reset itself
+            if (await qmp.execute("query-status"))["status"] != "running":
+                await qmp.execute("cont")  # a halted VM is paused: run it
+            # SeaBIOS reboots once more (0xCF9, then perhaps a triple fault, maybe late): those
+            # resets belong to this one. Guest resets are halts again only once they have stopped.
+            if await _next_reset(events, FIRMWARE_REBOOT) is not None:
+                while await _next_reset(events, SETTLE) is not None:
+                    pass
         finally:
             await qmp.execute("set-action", {"reboot": "shutdown"})
 
@@ -105,7 +110,7 @@ class ControlHandler(SideChannelHandler):
             return
         try:
             await run_action(self.sock_path, action)
-        except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
+        except Exception as e:  # one reply per request, whatever broke (the VM may be gone)
             await self._reply(req_id, f"{action} failed: {type(e).__name__}: {e}")
             return
         await self._reply(req_id, "")

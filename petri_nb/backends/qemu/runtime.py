@@ -134,9 +134,10 @@ class QemuRuntime(Runtime):
             self._sink.record("qmp", name, _event_summary(data), data)
             if name == "RESET":
                 (self._guest_reset if data.get("guest") else self._host_reset).set()
-                if not data.get("guest"):  # also the live view's reset button (control socket)
-                    self.mapper.restarted()
-                    self._halted = False
+                # A RESET (not a SHUTDOWN) means a host reset is under way, ours or the live view's
+                # (its control socket): forget the halt and the firmware reboot's evidence.
+                self.mapper.restarted()
+                self._halted = False
             if name == "RESUME":
                 self._own_stop = False  # a stop() that found the VM stopped sent no STOP
             halt = self.mapper.feed(name, data)
