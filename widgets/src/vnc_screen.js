@@ -63,6 +63,7 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
     stats.frames += 1;
     stats.lastFlip = performance.now();
     holder.dataset.frames = String(stats.frames);
+    holder.dispatchEvent(new CustomEvent("petri-flip"));  // tests and benchmarks count frames with it
   });
 
   let control = null;

@@ -1,0 +1,148 @@
+"""The live view beside the kernel, in a real browser: noVNC over petri_nb's view server.
+
+One JupyterLab, one VM, driven like a user: keys into the screen and button clicks must
+act while a cell blocks the kernel, and frames are counted in the browser. The numbers
+measured on the way (frames/s idle and blocked, key-to-pixels latency) are printed and
+kept in test-artifacts/live_view_numbers.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.jupyterlab import ARTIFACTS, EVIL, Lab, kernel_client, run_in_kernel
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    "import petri_nb\n%load_ext petri_nb\nvm = petri_nb.launch('tmk', name='live')\n"
+    f"vm.console.write({('echo ' + EVIL + chr(10))!r})\nvm",
+    "%%petri\nuse live\nwait-halt --timeout 30",
+    "import time\ntime.sleep(10)",
+]
+VNC = ".petri-vmview-vnc"
+
+# In-browser measurements (the page's own clock; the kernel plays no part).
+FPS_JS = """async (ms) => {
+  const h = document.querySelector('.petri-vmview-vnc');
+  let n = 0; const count = () => { n += 1; };
+  h.addEventListener('petri-flip', count);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  h.removeEventListener('petri-flip', count);
+  return n * 1000 / (performance.now() - t0);
+}"""
+# Arms a one-shot probe: the time from the next keydown to the first frame that changes the
+# bottom text row (where tmk echoes typed keys).
+KEY_PROBE_JS = """() => {
+  const h = document.querySelector('.petri-vmview-vnc');
+  const c = h.querySelector('canvas');
+  const ctx = c.getContext('2d');
+  const row = () => Array.from(ctx.getImageData(0, c.height - 16, c.width, 16).data).join();
+  const before = row();
+  window.__keyLatency = null;
+  let t0 = null;
+  const onKey = () => { if (t0 === null) t0 = performance.now(); };
+  window.addEventListener('keydown', onKey, true);
+  const onFlip = () => {
+    if (t0 === null || row() === before) return;
+    window.__keyLatency = performance.now() - t0;
+    h.removeEventListener('petri-flip', onFlip);
+    window.removeEventListener('keydown', onKey, true);
+  };
+  h.addEventListener('petri-flip', onFlip);
+}"""
+
+
+def prompt(page, index: int) -> str:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-prompt").inner_text()
+
+
+def run_cell(page, index: int) -> None:
+    page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def canvas_width(page) -> int:
+    return page.evaluate(f"() => document.querySelector('{VNC} canvas').width")
+
+
+def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_path: Path):
+    numbers: dict[str, float] = {}
+    page.goto(lab.url("/lab/tree/live.ipynb"))
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=60_000)
+    run_cell(page, 0)
+    page.wait_for_selector(f".petri-vmview[data-path=vnc] {VNC}[data-connected='1']", timeout=60_000)
+    assert page.locator(".petri-vmview-path").inner_text() == "live: view server"
+    page.wait_for_function("() => document.querySelector('.petri-vmview-console').textContent.includes('pwned=2')",
+                           timeout=30_000)
+    assert page.locator(".petri-vmview img, .petri-vmview script").count() == 0
+    screen = page.locator(f"{VNC} canvas")
+    screen.click()
+
+    # Key press to changed pixels (tmk echoes each key on the bottom row), kernel idle.
+    latencies = []
+    for _ in range(15):
+        page.evaluate(KEY_PROBE_JS)
+        page.keyboard.press("x")
+        page.wait_for_function("() => window.__keyLatency !== null", timeout=5000)
+        latencies.append(page.evaluate("() => window.__keyLatency"))
+    page.keyboard.press("Enter")
+    numbers["key_to_pixels_median_ms"] = statistics.median(latencies)
+    numbers["key_to_pixels_max_ms"] = max(latencies)
+
+    # tmk's animated 1024x768 screen, typed into the view.
+    page.keyboard.type("gfx")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => document.querySelector('{VNC} canvas').width === 1024", timeout=10_000)
+    numbers["fps_idle"] = page.evaluate(FPS_JS, 3000)
+    assert len(page.locator(".jp-Notebook .jp-Cell").all()) == len(CELLS)  # keys did not reach Lab
+
+    # A cell blocks the kernel: frames keep coming and the reset button acts.
+    run_cell(page, 2)
+    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[2]"
+                           ".innerText.includes('*')", timeout=10_000)
+    numbers["fps_blocked"] = page.evaluate(FPS_JS, 3000)
+    clicked = time.monotonic()
+    page.click(".petri-vmview-button[data-action=reset]")
+    page.wait_for_function(f"() => document.querySelector('{VNC} canvas').width === 720", timeout=2000)
+    numbers["reset_to_text_screen_s"] = time.monotonic() - clicked
+    assert "*" in prompt(page, 2), "the cell ended before the checks: they proved nothing"
+    page.wait_for_function("() => !document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[2]"
+                           ".innerText.includes('*')", timeout=20_000)
+
+    # `wait-halt` blocks; `poweroff` typed into the view ends it.
+    run_cell(page, 1)
+    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[1]"
+                           ".innerText.includes('*')", timeout=10_000)
+    screen.click()
+    page.keyboard.type("poweroff")
+    typed = time.monotonic()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell')[1]"
+                           ".querySelector('.jp-OutputArea')?.innerText.includes('POWER_OFF')", timeout=5000)
+    numbers["poweroff_to_cell_output_s"] = time.monotonic() - typed
+    page.wait_for_function("() => document.querySelector('.petri-vmview-overlay').textContent"
+                           " === 'halted: POWER_OFF'", timeout=5000)
+
+    client = kernel_client(lab, tmp_path)
+    try:
+        kinds = run_in_kernel(client, "print(list(vm.timeline()['kind']))")
+        assert "RESET" in kinds and "reset()" not in kinds  # the view's reset, seen by the kernel
+    finally:
+        client.stop_channels()
+    assert page.evaluate("() => window.__pwned") is None
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "live_view_numbers.json").write_text(json.dumps(numbers, indent=1))
+    print(json.dumps(numbers, indent=1))
+    assert numbers["poweroff_to_cell_output_s"] < 1.0
+    assert numbers["reset_to_text_screen_s"] < 1.0
+    assert numbers["fps_blocked"] >= 25 and numbers["fps_idle"] >= 25, numbers
+    assert numbers["key_to_pixels_median_ms"] <= 50, numbers
