@@ -12,6 +12,9 @@ missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm (with node) rebuilds the live view's bundle in tests/test_widget_bundle.py; the bundle
+# ships prebuilt, so any node >= 18 with npm will do (e.g. NodeSource's, which provides npm).
+command -v npm >/dev/null || missing+=(npm)
 # The Linux guest fetches Debian's current kernel with `apt-get download`: the archive drops
 # old kernel versions, so package lists older than a day are refreshed.
 fresh_lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -n 1)
