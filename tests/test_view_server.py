@@ -177,3 +177,17 @@ def test_no_qemu_or_view_server_socket_listens_on_tcp(vm: petri_nb.Vm, server: S
     assert ours == []
     jupyter = [line for line in out.splitlines() if f"pid={server.proc.pid}," in line]
     assert jupyter and all(f"127.0.0.1:{server.port}" in line for line in jupyter), jupyter
+
+
+def test_the_view_sockets_survive_a_restore_and_a_relaunch(vm: petri_nb.Vm):
+    def greets(kind: str) -> bytes:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(vm.aio.view_sockets[kind]))
+            return s.recv(12)
+
+    vm.restore_state(vm.save_state())  # a new QEMU binds the same paths, then the old one quits
+    assert greets("vnc") == b"RFB 003.008\n" and greets("control").startswith(b'{"QMP"')
+    vm.update_command_line("quiet")
+    vm.reset()
+    assert greets("vnc") == b"RFB 003.008\n" and greets("control").startswith(b'{"QMP"')

@@ -8,6 +8,9 @@ on every interface.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Socket names inside the run dir; the server extension looks for exactly these.
@@ -28,3 +31,25 @@ def display_args(rundir: Path) -> list[str]:
 def view_sockets(rundir: Path | None) -> dict[str, Path]:
     """The view's sockets of a VM whose run dir is ``rundir`` (empty before launch)."""
     return {} if rundir is None else {kind: rundir / name for kind, name in VIEW_SOCKETS.items()}
+
+
+@contextlib.contextmanager
+def view_sockets_kept(rundir: Path | None) -> Iterator[None]:
+    """Keep the view's socket names across a QEMU swap (restore, relaunch).
+
+    The replacement QEMU binds the same paths first; the old one, quitting inside this
+    block, unlinks its monitor socket's path even though it now names the new socket.
+    A hard link made before (unix sockets are found by inode) puts the name back after."""
+    kept: dict[Path, Path] = {}
+    for name in VIEW_SOCKETS.values() if rundir is not None else ():
+        path = rundir / name
+        spare = path.with_name(path.name + ".keep")
+        with contextlib.suppress(OSError):
+            os.link(path, spare)
+            kept[path] = spare
+    try:
+        yield
+    finally:
+        for path, spare in kept.items():
+            with contextlib.suppress(OSError):
+                os.replace(spare, path)

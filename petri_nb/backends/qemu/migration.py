@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from qemu.qmp import QMPClient
 
 from ...errors import PetriError, PetriTimeout
-from . import gdb
+from . import display, gdb
 from .instance import QemuInstance
 from .screen import Execute
 
@@ -175,4 +175,5 @@ async def adopt(rt: QemuRuntime, new: QemuInstance) -> None:
     rt._cpu_log_offset = 0  # the new QEMU truncated cpu.log
     rt.mapper.restarted()
     if old is not None:
-        await old.stop(OLD_QEMU_GRACE)
+        with display.view_sockets_kept(rt.rundir):  # the old QEMU would unlink the new one's control socket
+            await old.stop(OLD_QEMU_GRACE)
