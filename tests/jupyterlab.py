@@ -46,6 +46,11 @@ class Lab:
         with urllib.request.urlopen(self.url(path), timeout=5) as r:
             return json.load(r)
 
+    def post(self, path: str) -> object:
+        req = urllib.request.Request(self.url(path), data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+
 
 @pytest.fixture
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:

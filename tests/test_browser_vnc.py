@@ -83,7 +83,7 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     page.wait_for_function("() => document.querySelector('.petri-vmview-console').textContent.includes('pwned=2')",
                            timeout=30_000)
     assert page.locator(".petri-vmview img, .petri-vmview script").count() == 0
-    screen = page.locator(f"{VNC} canvas")
+    screen = page.locator(f"{VNC} canvas").first  # `%petri use` shows a second view later
     screen.click()
 
     # Key press to changed pixels (tmk echoes each key on the bottom row), kernel idle.
@@ -138,6 +138,19 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     finally:
         client.stop_channels()
     assert page.evaluate("() => window.__pwned") is None
+
+    # The halted VM's reset button runs it again; the halt line says it came before.
+    page.click(".petri-vmview-button[data-action=reset]")
+    page.wait_for_function("() => document.querySelector('.petri-vmview-state').textContent === 'running'",
+                           timeout=5000)
+    assert page.locator(".petri-vmview-overlay").first.is_hidden()
+
+    # A kernel restart ends the VM: the old view says so and disables its buttons.
+    kernel = lab.api("/api/kernels")[0]["id"]  # type: ignore[index]
+    lab.post(f"/api/kernels/{kernel}/restart")
+    page.wait_for_function("() => document.querySelector('.petri-vmview-state').textContent === 'disconnected'",
+                           timeout=20_000)
+    assert page.locator(".petri-vmview-button[data-action=reset]").first.is_disabled()
 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "live_view_numbers.json").write_text(json.dumps(numbers, indent=1))

@@ -50,21 +50,57 @@ function countFlips(rfb, onFlip) {
   };
 }
 
+//: A VNC connection that drops (QEMU swapped by restore_state or a relaunch) is retried this
+//: many times, 300 ms apart and growing; then the view says "disconnected".
+const RETRIES = 4;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 // Returns a promise of the screen object, or rejects if the display cannot be reached.
 export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
   const holder = el("div", "petri-vmview-vnc", parent);
-  const rfb = new RFB(holder, viewUrl(cfg, viewId, "vnc"), { shared: true });
-  rfb.background = "#000";
-  rfb.focusOnClick = true;
-  rfb.scaleViewport = false;
-  rfb.resizeSession = false;
-  const stats = { frames: 0, lastFlip: 0 };
-  countFlips(rfb, () => {
-    stats.frames += 1;
-    stats.lastFlip = performance.now();
-    holder.dataset.frames = String(stats.frames);
-    holder.dispatchEvent(new CustomEvent("petri-flip"));  // tests and benchmarks count frames with it
-  });
+  const url = viewUrl(cfg, viewId, "vnc");
+  const stats = { frames: 0, lastFlip: 0, reconnects: 0 };
+  let rfb = null;
+  let closing = false;
+
+  function connect() {
+    const r = new RFB(holder, url, { shared: true });
+    r.background = "#000";
+    r.focusOnClick = true;
+    r.scaleViewport = false;
+    r.resizeSession = false;
+    countFlips(r, () => {
+      stats.frames += 1;
+      stats.lastFlip = performance.now();
+      holder.dataset.frames = String(stats.frames);
+      holder.dispatchEvent(new CustomEvent("petri-flip"));  // tests and benchmarks count frames with it
+    });
+    return new Promise((resolve, reject) => {
+      let connected = false;
+      r.addEventListener("connect", () => {
+        connected = true;
+        rfb = r;
+        holder.dataset.connected = "1";
+        resolve(r);
+      });
+      r.addEventListener("disconnect", () => {
+        holder.dataset.connected = "0";
+        if (!connected) reject(new Error("no VNC connection"));
+        else if (!closing) reconnect();
+      });
+    });
+  }
+  async function reconnect() {
+    for (let i = 1; i <= RETRIES && !closing; i++) {
+      await sleep(300 * i);
+      try {
+        await connect();
+        stats.reconnects += 1;
+        return;
+      } catch (err) { /* the VM may be gone: try again, then give up */ }
+    }
+    if (!closing) onDisconnect();
+  }
 
   let control = null;
   let nextId = 1;
@@ -91,7 +127,13 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
   }
   async function act(action) {
     if (!control) control = openControl();
-    const ws = await control;
+    let ws;
+    try {
+      ws = await control;
+    } catch (err) {
+      control = null;  // the next click tries again
+      throw err;
+    }
     const id = nextId++;
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
@@ -101,24 +143,16 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
 
   const screen = {
     path: "vnc",
-    rfb,
     stats,
     holder,
     canvas: () => holder.querySelector("canvas"),
     act,
-    focus: () => rfb.focus(),
+    focus: () => rfb && rfb.focus(),
     destroy() {
-      try { rfb.disconnect(); } catch (err) { /* already gone */ }
+      closing = true;
+      try { if (rfb) rfb.disconnect(); } catch (err) { /* already gone */ }
       control?.then((ws) => ws.close()).catch(() => {});
     },
   };
-  return new Promise((resolve, reject) => {
-    let connected = false;
-    rfb.addEventListener("connect", () => { connected = true; holder.dataset.connected = "1"; resolve(screen); });
-    rfb.addEventListener("disconnect", (e) => {
-      holder.dataset.connected = "0";
-      if (connected) onDisconnect(e.detail && e.detail.clean);
-      else { holder.remove(); reject(new Error("no VNC connection")); }
-    });
-  });
+  return connect().then(() => screen, (err) => { holder.remove(); throw err; });
 }
