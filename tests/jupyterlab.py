@@ -166,3 +166,32 @@ def page_log(page) -> Iterator[list[str]]:
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "browser_console.log").write_text("\n".join(lines))
     page.screenshot(path=str(ARTIFACTS / "live_view_last.png"), full_page=True)
+
+
+def lab_processes(lab: Lab) -> dict[str, int]:
+    """pids of the Jupyter server, its kernel and the kernel's QEMU."""
+    import psutil
+
+    server = psutil.Process(lab.proc.pid)
+    found = {"jupyter server": server.pid}
+    for child in server.children(recursive=True):
+        name = child.name()
+        if name.startswith("qemu-system"):
+            found["qemu"] = child.pid
+        elif "python" in name and "kernel" not in found:
+            found["kernel"] = child.pid
+    return found
+
+
+def cpu_percent_during(pids: dict[str, int], measure):  # type: ignore[no-untyped-def]
+    """Run ``measure()``; return its result and each process's CPU use meanwhile (% of one core)."""
+    import time
+
+    import psutil
+
+    procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+    before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+    t0 = time.monotonic()
+    result = measure()
+    wall = time.monotonic() - t0
+    return result, {name: round(100 * (sum(p.cpu_times()[:2]) - before[name]) / wall, 1) for name, p in procs.items()}

@@ -7,13 +7,23 @@ second client on the same kernel (the kernel's own ``vm.timeline()``/console).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from tests.conftest import wait_until
-from tests.jupyterlab import ARTIFACTS, EVIL, Lab, canvas_image, kernel_client, run_in_kernel
+from tests.jupyterlab import (
+    ARTIFACTS,
+    EVIL,
+    Lab,
+    canvas_image,
+    cpu_percent_during,
+    kernel_client,
+    lab_processes,
+    run_in_kernel,
+)
 
 pytestmark = pytest.mark.slow
 #: This module proves the fallback: the comm path, with no view server answering.
@@ -23,6 +33,18 @@ CELLS = [
     "import petri_nb\nvm = petri_nb.launch('tmk', name='live')\nvm",
     f"vm.console.write({('echo ' + EVIL + chr(10))!r})\nvm.console.expect('pwned=2</script>')",
 ]
+
+# Frames drawn per second, counted in the browser (each draw sets the canvas's data-seq).
+DRAWS_JS = """async (ms) => {
+  const c = document.querySelector('.petri-vmview-screen');
+  let n = 0;
+  const seen = new MutationObserver((records) => { n += records.length; });
+  seen.observe(c, { attributes: true, attributeFilter: ['data-seq'] });
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  seen.disconnect();
+  return n * 1000 / (performance.now() - t0);
+}"""
 
 
 def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab, page, page_log, tmp_path: Path):
@@ -84,13 +106,22 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
         # The view keeps updating while a cell blocks in a Vm call (acks wait, frames still flow).
         run_in_kernel(client, "vm.console.write('gfx\\n'); vm.console.expect('gfx 1024x768')")
         page.wait_for_function("() => document.querySelector('.petri-vmview-screen').width === 1024", timeout=20_000)
+        pids = lab_processes(lab)
+        numbers: dict[str, object] = {"path": "kernel comm"}
+        numbers["fps_idle"], numbers["cpu_percent_idle"] = cpu_percent_during(
+            pids, lambda: page.evaluate(DRAWS_JS, 3000))
         before = int(screen.get_attribute("data-seq"))
-        msg_id = client.execute("import time; vm.wait_for_halt_or(lambda: time.sleep(3))")
-        # Frames arrive during the blocking call (well before it ends after 3 s).
+        msg_id = client.execute("import time; vm.wait_for_halt_or(lambda: time.sleep(4))")
+        # Frames arrive during the blocking call (well before it ends after 4 s).
         page.wait_for_function(f"() => +document.querySelector('.petri-vmview-screen').dataset.seq >= {before + 3}",
                                timeout=2500)
+        numbers["fps_blocked"], numbers["cpu_percent_blocked"] = cpu_percent_during(
+            pids, lambda: page.evaluate(DRAWS_JS, 1000))
         reply = client.get_shell_msg(timeout=30)
         assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok"
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "live_view_numbers_comm.json").write_text(json.dumps(numbers, indent=1))
+        print(json.dumps(numbers, indent=1))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "live_view.png"), full_page=True)
     finally:

@@ -3,7 +3,7 @@
 One JupyterLab, one VM, driven like a user: keys into the screen and button clicks must
 act while a cell blocks the kernel, and frames are counted in the browser. The numbers
 measured on the way (frames/s idle and blocked, key-to-pixels latency) are printed and
-kept in test-artifacts/live_view_numbers.json.
+kept in test-artifacts/live_view_numbers_vnc.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jupyterlab import ARTIFACTS, EVIL, Lab, kernel_client, run_in_kernel
+from tests.jupyterlab import ARTIFACTS, EVIL, Lab, cpu_percent_during, kernel_client, lab_processes, run_in_kernel
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def canvas_width(page) -> int:
 
 
 def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_path: Path):
-    numbers: dict[str, float] = {}
+    numbers: dict[str, object] = {"path": "vnc"}
     page.goto(lab.url("/lab/tree/live.ipynb"))
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=60_000)
@@ -101,14 +101,16 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     page.keyboard.type("gfx")
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => document.querySelector('{VNC} canvas').width === 1024", timeout=10_000)
-    numbers["fps_idle"] = page.evaluate(FPS_JS, 3000)
+    pids = lab_processes(lab)
+    numbers["fps_idle"], numbers["cpu_percent_idle"] = cpu_percent_during(pids, lambda: page.evaluate(FPS_JS, 3000))
     assert len(page.locator(".jp-Notebook .jp-Cell").all()) == len(CELLS)  # keys did not reach Lab
 
     # A cell blocks the kernel: frames keep coming and the reset button acts.
     run_cell(page, 2)
     page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[2]"
                            ".innerText.includes('*')", timeout=10_000)
-    numbers["fps_blocked"] = page.evaluate(FPS_JS, 3000)
+    numbers["fps_blocked"], numbers["cpu_percent_blocked"] = cpu_percent_during(
+        pids, lambda: page.evaluate(FPS_JS, 3000))
     clicked = time.monotonic()
     page.click(".petri-vmview-button[data-action=reset]")
     page.wait_for_function(f"() => document.querySelector('{VNC} canvas').width === 720", timeout=2000)
@@ -153,9 +155,9 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     assert page.locator(".petri-vmview-button[data-action=reset]").first.is_disabled()
 
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "live_view_numbers.json").write_text(json.dumps(numbers, indent=1))
+    (ARTIFACTS / "live_view_numbers_vnc.json").write_text(json.dumps(numbers, indent=1))
     print(json.dumps(numbers, indent=1))
-    assert numbers["poweroff_to_cell_output_s"] < 1.0
-    assert numbers["reset_to_text_screen_s"] < 1.0
-    assert numbers["fps_blocked"] >= 25 and numbers["fps_idle"] >= 25, numbers
-    assert numbers["key_to_pixels_median_ms"] <= 50, numbers
+    assert numbers["poweroff_to_cell_output_s"] < 1.0  # type: ignore[operator]
+    assert numbers["reset_to_text_screen_s"] < 1.0  # type: ignore[operator]
+    assert numbers["fps_blocked"] >= 25 and numbers["fps_idle"] >= 30, numbers  # type: ignore[operator]
+    assert numbers["key_to_pixels_median_ms"] <= 50, numbers  # type: ignore[operator]
