@@ -82,7 +82,16 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     assert page.locator(".petri-vmview-path").inner_text() == "live: view server"
     page.wait_for_function("() => document.querySelector('.petri-vmview-console').textContent.includes('pwned=2')",
                            timeout=30_000)
+    # The serial pane: the console so far (guest markup shown as text), and typing reaches the guest.
+    pane = "document.querySelector('.petri-vmview-serial .xterm-rows')"
+    page.wait_for_function(f"() => {pane}?.innerText.includes('pwned=2</script>')", timeout=10_000)
+    assert "tmk: ready" in page.evaluate(f"() => {pane}.innerText")
     assert page.locator(".petri-vmview img, .petri-vmview script").count() == 0
+    page.locator(".petri-vmview-serial").first.click()
+    page.keyboard.type("echo serial-pane-typed")
+    page.keyboard.press("Enter")  # tmk does not echo COM1 input: the text below is echo's output
+    page.wait_for_function(f"() => {pane}.innerText.includes('serial-pane-typed')", timeout=5000)
+
     screen = page.locator(f"{VNC} canvas").first  # `%petri use` shows a second view later
     screen.click()
 
@@ -146,6 +155,7 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     page.wait_for_function("() => document.querySelector('.petri-vmview-state').textContent === 'running'",
                            timeout=5000)
     assert page.locator(".petri-vmview-overlay").first.is_hidden()
+    assert page.locator(".petri-vmview-halt").first.inner_text().startswith("last halt (before reset): POWER_OFF")
 
     # A kernel restart ends the VM: the old view says so and disables its buttons.
     kernel = lab.api("/api/kernels")[0]["id"]  # type: ignore[index]

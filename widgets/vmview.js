@@ -5,16 +5,19 @@
 
 import { commScreen } from "./src/comm_screen.js";
 import { el, fmtUptime } from "./src/dom.js";
-import { pageConfig, vncScreen, viewServerAnswers } from "./src/vnc_screen.js";
+import { serialPane } from "./src/serial_pane.js";
+import { pageConfig, vncScreen, viewServerAnswers, viewUrl } from "./src/vnc_screen.js";
 
 const OVERLAY = { paused: "paused", halted: "halted", "torn down": "torn down", gone: "VM gone" };
 
-async function pickScreen(model, holder, onDisconnect) {
+async function pickScreen(model, holder, serialHolder, onDisconnect) {
   const cfg = pageConfig();
   const viewId = model.get("view_id");
   if (cfg && viewId && (await viewServerAnswers(cfg))) {
     try {
-      return await vncScreen(cfg, viewId, holder, { onDisconnect });
+      const screen = await vncScreen(cfg, viewId, holder, { onDisconnect });
+      screen.serial = serialPane(viewUrl(cfg, viewId, "serial"), serialHolder);
+      return screen;
     } catch (err) {
       console.warn("petri_nb live view: no VNC path, using the kernel's", err);
     }
@@ -36,6 +39,7 @@ function render({ model, el: root }) {
   const halt = el("span", "petri-vmview-halt", bar);
   const buttons = el("span", "petri-vmview-buttons", bar);
   const consoleLine = el("div", "petri-vmview-console", box);
+  const serialHolder = el("div", "petri-vmview-serial-holder", box);
   const error = el("div", "petri-vmview-error", box);
 
   let screen = null;
@@ -80,7 +84,8 @@ function render({ model, el: root }) {
     state.dataset.state = s;
     pauseBtn.textContent = s === "paused" ? "resume" : "pause";
     const reason = model.get("halt_reason");
-    halt.textContent = reason ? "last halt: " + reason + " (" + model.get("halt_detail") + ")" : "";
+    const since = s === "running" || s === "paused" ? " (before reset)" : "";  // only a reset runs a halted VM
+    halt.textContent = reason ? "last halt" + since + ": " + reason + " (" + model.get("halt_detail") + ")" : "";
     consoleLine.textContent = model.get("console_line");
     if (model.get("error")) error.textContent = model.get("error");
     const cover = disconnected ? "disconnected" : OVERLAY[s];
@@ -101,13 +106,14 @@ function render({ model, el: root }) {
   const timer = setInterval(tick, 1000);
 
   let gone = false;
-  pickScreen(model, stage, () => {
+  pickScreen(model, stage, serialHolder, () => {
     disconnected = true;
     clearInterval(timer);
     status();
   }).then((s) => {
-    if (gone) { s.destroy(); return; }
+    if (gone) { s.destroy(); s.serial?.destroy(); return; }
     screen = s;
+    if (s.serial) consoleLine.hidden = true;  // the pane shows the whole console
     box.dataset.path = s.path;
     path.textContent = s.path === "vnc" ? "live: view server" : "live: via kernel";
     path.title = s.path === "vnc" ? "Screen and buttons travel beside the kernel (petri_nb.server)"
@@ -119,7 +125,7 @@ function render({ model, el: root }) {
   return () => {
     gone = true;
     clearInterval(timer);
-    if (screen) screen.destroy();
+    if (screen) { screen.destroy(); screen.serial?.destroy(); }
     for (const t of traits) model.off("change:" + t, status);
   };
 }

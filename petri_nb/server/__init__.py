@@ -3,6 +3,7 @@
 Routes (under the server's base URL, behind Jupyter's auth):
 ``petri_nb/view/<id>/vnc`` bridges noVNC to the VM's VNC unix socket, and
 ``petri_nb/view/<id>/control`` runs the view's buttons over its control QMP socket,
+``petri_nb/view/<id>/serial`` bridges the serial pane to the runtime's serial tap,
 where ``<id>`` is the VM's run directory name (checked by ``rundirs.resolve``).
 ``petri_nb/view/ping`` lets the browser find out whether the extension is there.
 Enabled on install by ``jupyter-config/jupyter_server_config.d/petri_nb.json``.
@@ -17,7 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .bridge import VncHandler
+from .bridge import SerialHandler, VncHandler
 from .control import ControlHandler
 
 #: The browser checks this to pick the side channel (and says which path it uses).
@@ -44,5 +45,6 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         (url_path_join(base, "ping"), PingHandler),
         (url_path_join(base, view_id, "vnc"), VncHandler),
         (url_path_join(base, view_id, "control"), ControlHandler),
+        (url_path_join(base, view_id, "serial"), SerialHandler),
     ])
     serverapp.log.info("petri_nb view server: %s", base)

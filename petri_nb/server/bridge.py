@@ -50,10 +50,8 @@ class SideChannelHandler(WebSocketMixin, JupyterHandler, WebSocketHandler):  # t
             await ensure_async(resp)  # type: ignore[arg-type]
 
 
-class VncHandler(SideChannelHandler):
-    """Raw RFB bytes both ways between noVNC's websocket and QEMU's VNC unix socket."""
-
-    socket_kind = "vnc"
+class RawBridge(SideChannelHandler):
+    """Raw bytes both ways between a binary websocket and the VM's unix socket of ``socket_kind``."""
 
     async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self.set_nodelay(True)  # small key events must not wait for Nagle
@@ -61,7 +59,7 @@ class VncHandler(SideChannelHandler):
             self._reader, self._writer = await asyncio.open_unix_connection(str(self.sock_path))
         except OSError as e:
             self.log.warning("petri_nb view: cannot reach %s: %s", self.sock_path, e)
-            self.close(1011, "the VM's display is not reachable")
+            self.close(1011, f"the VM's {self.socket_kind} socket is not reachable")
             return
         self._pump = asyncio.ensure_future(self._to_browser())
 
@@ -76,7 +74,7 @@ class VncHandler(SideChannelHandler):
 
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes) and hasattr(self, "_writer"):
-            self._writer.write(message)  # RFB is binary only; text frames are ignored
+            self._writer.write(message)  # binary only; text frames are ignored
 
     def on_close(self) -> None:
         if hasattr(self, "_writer"):
@@ -87,3 +85,15 @@ class VncHandler(SideChannelHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return "binary" if "binary" in subprotocols else None
+
+
+class VncHandler(RawBridge):
+    """noVNC's RFB stream to QEMU's VNC server."""
+
+    socket_kind = "vnc"
+
+
+class SerialHandler(RawBridge):
+    """The serial pane (xterm.js) to the runtime's serial tap: console bytes out, typed bytes in."""
+
+    socket_kind = "serial"

@@ -111,7 +111,8 @@ class ControlHandler(SideChannelHandler):
         try:
             await run_action(self.sock_path, action)
         except Exception as e:  # one reply per request, whatever broke (the VM may be gone)
-            await self._reply(req_id, f"{action} failed: {type(e).__name__}: {e}")
+            why = "the VM is gone" if not self.sock_path.exists() else f"failed: {type(e).__name__}: {e}"
+            await self._reply(req_id, f"{action}: {why}")
             return
         await self._reply(req_id, "")
 

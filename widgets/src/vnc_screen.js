@@ -23,7 +23,7 @@ function viewPath(cfg, tail) {
   return base + "petri_nb/view/" + tail + query;
 }
 
-function viewUrl(cfg, viewId, kind) {
+export function viewUrl(cfg, viewId, kind) {
   const path = viewPath(cfg, encodeURIComponent(viewId) + "/" + kind);
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
 }

@@ -13,8 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-#: Socket names inside the run dir; the server extension looks for exactly these.
-VIEW_SOCKETS = {"vnc": "vnc.sock", "control": "control.sock"}
+#: Socket names inside the run dir; the server extension looks for exactly these. QEMU serves
+#: the first two; the runtime's serial tap (serial_tap.py) serves the third.
+VIEW_SOCKETS = {"vnc": "vnc.sock", "control": "control.sock", "serial": "serial.sock"}
 
 
 def display_args(rundir: Path) -> list[str]:
@@ -41,7 +42,7 @@ def view_sockets_kept(rundir: Path | None) -> Iterator[None]:
     block, unlinks its monitor socket's path even though it now names the new socket.
     A hard link made before (unix sockets are found by inode) puts the name back after."""
     kept: dict[Path, Path] = {}
-    for name in VIEW_SOCKETS.values() if rundir is not None else ():
+    for name in (VIEW_SOCKETS["vnc"], VIEW_SOCKETS["control"]) if rundir is not None else ():
         path = rundir / name
         spare = path.with_name(path.name + ".keep")
         with contextlib.suppress(OSError):

@@ -26,6 +26,7 @@ from .instance import QemuInstance
 from .process import QemuProcess
 from .refused import QemuRefused
 from .screen import screendump
+from .serial_tap import SerialTap
 
 # qemu.qmp logs connection failures at ERROR; we raise them as exceptions instead.
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
@@ -71,6 +72,7 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
         self._gdb: gdb.GdbSession | None = None  # attached on first breakpoint/step/write_memory
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
+        self.serial_tap = SerialTap(self.write_console)  # the live view's serial pane
 
     @property
     def view_sockets(self) -> dict[str, Path]:
@@ -89,6 +91,7 @@ class QemuRuntime(Runtime):
 
     async def _start(self) -> None:
         self.rundir = Path(tempfile.mkdtemp(prefix=f"petri_nb-{self.name}-"))  # mode 0700
+        await self.serial_tap.start(self.view_sockets["serial"])
         self.argv = build_command(self.config, self.rundir, self.accel)
         inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
                                         what="QEMU", timeout=START_TIMEOUT)
@@ -125,6 +128,7 @@ class QemuRuntime(Runtime):
         while chunk := await reader.read(65536):
             self._console_seen.set()
             self._sink.console_data(chunk)
+            self.serial_tap.feed(chunk)
 
     async def _pump_events(self) -> None:
         assert self._sink is not None
@@ -332,6 +336,7 @@ class QemuRuntime(Runtime):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.serial_tap.close()
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
