@@ -191,3 +191,17 @@ def test_the_view_sockets_survive_a_restore_and_a_relaunch(vm: petri_nb.Vm):
     vm.update_command_line("quiet")
     vm.reset()
     assert greets("vnc") == b"RFB 003.008\n" and greets("control").startswith(b'{"QMP"')
+
+
+def test_the_serial_websocket_shares_the_console_both_ways(vm: petri_nb.Vm, server: Server):
+    ws = server.ws(view_id(vm), "serial")
+    try:
+        seen = b""
+        while b"tmk: ready" not in seen:  # the scrollback first
+            seen += ws.recv()
+        ws.send_binary(b"echo from-the-pane\r")
+        vm.console.expect("from-the-pane")  # the kernel's console saw it too
+        while b"from-the-pane" not in seen:
+            seen += ws.recv()
+    finally:
+        ws.close()
