@@ -90,6 +90,7 @@ class AsyncVm(StateMixin, DebugMixin):
         self.state = "starting"
         self.torn_down = False
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
+        self._own_resets = 0  # reset() calls under way (a RESUME then is theirs, not the view's)
         self._init_state()
         self._init_debug()
 
@@ -124,8 +125,8 @@ class AsyncVm(StateMixin, DebugMixin):
         if source == "qmp" and self.state != "gone":
             if kind == "STOP" and self.state != "halted":
                 self.state = "paused"
-            elif kind == "RESUME":  # after a halt only a reset runs it again (e.g. the view's button)
-                self.state = "running"
+            elif kind == "RESUME" and (self.state != "halted" or not self._own_resets):
+                self.state = "running"  # after a halt only a reset runs it: here the live view's button
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
@@ -225,7 +226,11 @@ class AsyncVm(StateMixin, DebugMixin):
     @runs_on_runtime_loop
     async def reset(self) -> None:
         """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
-        await self._call("reset", self.runtime.reset())
+        self._own_resets += 1  # until it returns, its RESUME leaves a halted VM's state alone
+        try:
+            await self._call("reset", self.runtime.reset())
+        finally:
+            self._own_resets -= 1
         self._acknowledge_halts()
         self.state = "running"
 
