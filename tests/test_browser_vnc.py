@@ -95,6 +95,21 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     screen = page.locator(f"{VNC} canvas").first  # `%petri use` shows a second view later
     screen.click()
 
+    # Paste: text typed as key presses (Shift where the US layout needs it; tmk ignores Shift,
+    # so the text here needs none). Headless Chromium
+    # denies the clipboard, so the view asks for the text instead.
+    page.once("dialog", lambda dialog: dialog.accept("echo pasted-text.1"))
+    page.locator(".petri-vmview-button[data-action=paste]").first.click()
+    screen.click()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => {pane}.innerText.includes('\\npasted-text.1')", timeout=5000)
+
+    # Ctrl+] hands the keyboard back to the page.
+    assert page.evaluate(f"() => document.querySelector('{VNC}').contains(document.activeElement)")
+    page.keyboard.press("Control+BracketRight")
+    assert not page.evaluate("() => document.querySelector('.petri-vmview').contains(document.activeElement)")
+    screen.click()
+
     # Key press to changed pixels (tmk echoes each key on the bottom row), kernel idle.
     latencies = []
     for _ in range(15):

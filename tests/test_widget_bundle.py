@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,3 +28,17 @@ def test_the_bundle_embeds_novnc_and_the_package_ships_it():
     esm = Path(str(VmView._esm)).read_text() if isinstance(VmView._esm, Path) else str(VmView._esm)
     assert "Bundles noVNC 1.7" in esm
     assert not (ROOT / "petri_nb" / "widgets").is_symlink()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run the front end's paste mapping")
+def test_paste_types_each_character_as_its_us_key_with_shift_where_needed():
+    script = (
+        "import { keyFor } from './widgets/src/paste.js';"
+        "console.log(JSON.stringify(['a', 'A', '!', '1', '_', '/', '\\n', ' ', '\\u00e9'].map(keyFor)));"
+    )
+    out = subprocess.run(["node", "--input-type=module", "-e", script], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert json.loads(out) == [
+        [97, "KeyA", False], [65, "KeyA", True], [33, "Digit1", True], [49, "Digit1", False],
+        [95, "Minus", True], [47, "Slash", False], [0xFF0D, "Enter", False], [32, "Space", False], None,
+    ]

@@ -39,7 +39,18 @@ function render({ model, el: root }) {
   const halt = el("span", "petri-vmview-halt", bar);
   const buttons = el("span", "petri-vmview-buttons", bar);
   const consoleLine = el("div", "petri-vmview-console", box);
+  const hint = el("div", "petri-vmview-hint", box);
   const serialHolder = el("div", "petri-vmview-serial-holder", box);
+
+  // Ctrl+] hands the keyboard back to the page (as telnet's escape key), wherever in the view.
+  function onRelease(e) {
+    if (!(e.ctrlKey && e.key === "]") || !box.contains(document.activeElement)) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (screen && screen.blur) screen.blur();
+    document.activeElement.blur();
+  }
+  window.addEventListener("keydown", onRelease, true);
   const error = el("div", "petri-vmview-error", box);
 
   let screen = null;
@@ -65,6 +76,18 @@ function render({ model, el: root }) {
     if (window.confirm("Force the VM off? QEMU quits; the VM cannot be restarted.")) act("poweroff");
   });
   forceBtn.hidden = true;
+  const pasteBtn = button("paste", "Type the clipboard's text into the guest (US keyboard layout)", async () => {
+    let text = null;
+    try {
+      text = await navigator.clipboard.readText();
+    } catch (err) {
+      text = window.prompt("Text to type into the guest:");
+    }
+    if (!text || !screen || !screen.paste) return;
+    const skipped = screen.paste(text);
+    error.textContent = skipped ? skipped + " character(s) have no key on a US keyboard: not typed" : "";
+  });
+  pasteBtn.hidden = true;
   button("screenshot", "Download the current screen as PNG", () => {
     const canvas = screen && screen.canvas();
     if (!canvas) return;
@@ -119,12 +142,15 @@ function render({ model, el: root }) {
     path.title = s.path === "vnc" ? "Screen and buttons travel beside the kernel (petri_nb.server)"
                                   : "No petri_nb view server here: frames and input wait for an idle kernel";
     forceBtn.hidden = s.path !== "vnc";
+    pasteBtn.hidden = s.path !== "vnc";
+    if (s.path === "vnc") hint.textContent = "Click the screen to type into the VM; Ctrl+] or a click outside releases the keyboard.";
     model.send({ type: "path", path: s.path });
   });
 
   return () => {
     gone = true;
     clearInterval(timer);
+    window.removeEventListener("keydown", onRelease, true);
     if (screen) { screen.destroy(); screen.serial?.destroy(); }
     for (const t of traits) model.off("change:" + t, status);
   };

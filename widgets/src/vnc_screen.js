@@ -4,6 +4,7 @@
 
 import RFB from "@novnc/novnc";
 import { el } from "./dom.js";
+import { typeText } from "./paste.js";
 
 // The Jupyter page's base URL and token (JupyterLab and Notebook 7 embed them in the page).
 export function pageConfig() {
@@ -148,6 +149,8 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
     canvas: () => holder.querySelector("canvas"),
     act,
     focus: () => rfb && rfb.focus(),
+    blur: () => rfb && rfb.blur(),
+    paste: (text) => (rfb ? typeText(rfb, text) : text.length),
     destroy() {
       closing = true;
       try { if (rfb) rfb.disconnect(); } catch (err) { /* already gone */ }
