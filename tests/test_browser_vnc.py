@@ -129,6 +129,16 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     numbers["fps_idle"], numbers["cpu_percent_idle"] = cpu_percent_during(pids, lambda: page.evaluate(FPS_JS, 3000))
     assert len(page.locator(".jp-Notebook .jp-Cell").all()) == len(CELLS)  # keys did not reach Lab
 
+    # Zoom: 1:1 shows each guest pixel as one CSS pixel; "fit" fills the view's width.
+    size = f"() => {{ const c = document.querySelector('{VNC} canvas'); return [c.width, c.clientWidth]; }}"
+    assert page.evaluate(size) == [1024, 1024]
+    page.locator(".petri-vmview-button[data-action=fit]").first.click()
+    page.wait_for_function(f"() => document.querySelector('{VNC} canvas').clientWidth"
+                           f" === document.querySelector('{VNC}').clientWidth", timeout=5000)
+    assert page.evaluate(size)[1] != 1024
+    page.locator(".petri-vmview-button[data-action=fit]").first.click()
+    page.wait_for_function(f"() => document.querySelector('{VNC} canvas').clientWidth === 1024", timeout=5000)
+
     # A cell blocks the kernel: frames keep coming and the reset button acts.
     run_cell(page, 2)
     page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[2]"

@@ -88,6 +88,15 @@ function render({ model, el: root }) {
     error.textContent = skipped ? skipped + " character(s) have no key on a US keyboard: not typed" : "";
   });
   pasteBtn.hidden = true;
+  const zoomBtn = button("fit", "Scale the screen to the view's width / back to 1:1 pixels", () => {
+    const next = zoomBtn.textContent === "fit" ? "fit" : "1:1";
+    screen.setZoom(next);
+    zoomBtn.textContent = next === "fit" ? "1:1" : "fit";
+  });
+  const fullBtn = button("fullscreen", "Show the screen fullscreen (Esc leaves)", () => {
+    stage.requestFullscreen().then(() => screen.focus()).catch((err) => { error.textContent = String(err); });
+  });
+  zoomBtn.hidden = fullBtn.hidden = true;
   button("screenshot", "Download the current screen as PNG", () => {
     const canvas = screen && screen.canvas();
     if (!canvas) return;
@@ -115,7 +124,7 @@ function render({ model, el: root }) {
     overlay.textContent = cover ? (s === "halted" && reason ? "halted: " + reason : cover) : "";
     overlay.hidden = !cover;
     for (const b of buttons.querySelectorAll("button")) {
-      if (b.dataset.action !== "screenshot") b.disabled = disconnected || s === "torn down" || s === "gone";
+      if (!["screenshot", "fit", "fullscreen"].includes(b.dataset.action)) b.disabled = disconnected || s === "torn down" || s === "gone";
     }
   }
   function tick() {
@@ -142,7 +151,7 @@ function render({ model, el: root }) {
     path.title = s.path === "vnc" ? "Screen and buttons travel beside the kernel (petri_nb.server)"
                                   : "No petri_nb view server here: frames and input wait for an idle kernel";
     forceBtn.hidden = s.path !== "vnc";
-    pasteBtn.hidden = s.path !== "vnc";
+    pasteBtn.hidden = zoomBtn.hidden = fullBtn.hidden = s.path !== "vnc";
     if (s.path === "vnc") hint.textContent = "Click the screen to type into the VM; Ctrl+] or a click outside releases the keyboard.";
     model.send({ type: "path", path: s.path });
   });

@@ -63,6 +63,15 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
   const stats = { frames: 0, lastFlip: 0, reconnects: 0 };
   let rfb = null;
   let closing = false;
+  let zoom = "1:1";
+  function applyZoom() {
+    const fit = zoom === "fit" || document.fullscreenElement === parent;
+    holder.dataset.zoom = fit ? "fit" : "1:1";
+    const canvas = holder.querySelector("canvas");
+    holder.style.aspectRatio = fit && canvas && canvas.width ? canvas.width + " / " + canvas.height : "";
+    if (rfb) rfb.scaleViewport = fit;
+  }
+  document.addEventListener("fullscreenchange", applyZoom);
 
   function connect() {
     const r = new RFB(holder, url, { shared: true });
@@ -74,6 +83,7 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
       stats.frames += 1;
       stats.lastFlip = performance.now();
       holder.dataset.frames = String(stats.frames);
+      if (holder.dataset.zoom === "fit") applyZoom();  // the guest may have changed its mode
       holder.dispatchEvent(new CustomEvent("petri-flip"));  // tests and benchmarks count frames with it
     });
     return new Promise((resolve, reject) => {
@@ -81,6 +91,7 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
       r.addEventListener("connect", () => {
         connected = true;
         rfb = r;
+        applyZoom();
         holder.dataset.connected = "1";
         resolve(r);
       });
@@ -150,9 +161,16 @@ export function vncScreen(cfg, viewId, parent, { onDisconnect }) {
     act,
     focus: () => rfb && rfb.focus(),
     blur: () => rfb && rfb.blur(),
+    // "1:1" shows every guest pixel as one CSS pixel (never a fractional scale by accident);
+    // "fit" scales the screen to the view's width, as does fullscreen.
+    setZoom(mode) {
+      zoom = mode;
+      applyZoom();
+    },
     paste: (text) => (rfb ? typeText(rfb, text) : text.length),
     destroy() {
       closing = true;
+      document.removeEventListener("fullscreenchange", applyZoom);
       try { if (rfb) rfb.disconnect(); } catch (err) { /* already gone */ }
       control?.then((ws) => ws.close()).catch(() => {});
     },
