@@ -10,6 +10,7 @@ plain trait strings and the front end renders it with ``textContent`` only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import time
 from importlib import resources
@@ -21,13 +22,15 @@ import traitlets
 
 from .keymap import qcode
 from .loop import runtime_loop
-from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump
+from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump, encode_png
 
 if TYPE_CHECKING:
     from .vm import AsyncVm, Vm
 
 #: Longest console line shown in the status bar.
 CONSOLE_SNIPPET = 160
+#: How long displaying the view may wait for the static copy of the screen.
+STATIC_FRAME_TIMEOUT = 2.0
 #: Comm-path buttons; "powerdown" and "poweroff" both press the ACPI power button here.
 ACTIONS = ("reset", "pause", "resume", "poweroff", "powerdown")
 
@@ -161,6 +164,20 @@ class VmView(anywidget.AnyWidget):
             return
         exc = fut.exception()
         self.error = f"{type(exc).__name__}: {exc}" if exc else ""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget, plus the screen as a PNG for where widgets don't render (an HTML report,
+        a notebook saved without widget state): nbconvert then shows the image, not an empty box."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget: (data, metadata)
+        if isinstance(data, dict) and self.vm.state not in ("torn down", "gone"):
+            try:
+                shot = asyncio.run_coroutine_threadsafe(self.vm.runtime.screenshot(), runtime_loop()).result(
+                    STATIC_FRAME_TIMEOUT)
+                data["image/png"] = base64.b64encode(encode_png(shot)).decode()
+            except Exception:  # noqa: BLE001  (no picture is fine; the widget is what matters)
+                pass
+        return bundle
 
     def close(self) -> None:
         self._closed = True
