@@ -124,6 +124,15 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
         print(json.dumps(numbers, indent=1))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "live_view.png"), full_page=True)
+
+        # A kernel restart ends its VMs: the old view says so ("torn down", the uptime stops) and
+        # disables its buttons, so nothing is sent into the closed comm.
+        kernel = lab.api("/api/kernels")[0]["id"]  # type: ignore[index]
+        lab.post(f"/api/kernels/{kernel}/restart")
+        page.wait_for_function("() => document.querySelector('.petri-vmview-button[data-action=reset]').disabled",
+                               timeout=20_000)
+        assert page.locator(".petri-vmview-state").text_content() == "torn down"
+        assert not [line for line in page_log if line.startswith("pageerror")], page_log
     finally:
-        run_in_kernel(client, "vm.teardown()")
+        run_in_kernel(client, "'vm' in dir() and vm.teardown()")
         client.stop_channels()

@@ -22,7 +22,7 @@ async function pickScreen(model, holder, serialHolder, onDisconnect) {
       console.warn("petri_nb live view: no VNC path, using the kernel's", err);
     }
   }
-  return commScreen(model, holder);
+  return commScreen(model, holder, { onDisconnect });
 }
 
 function render({ model, el: root }) {
@@ -153,7 +153,9 @@ function render({ model, el: root }) {
     forceBtn.hidden = s.path !== "vnc";
     pasteBtn.hidden = zoomBtn.hidden = fullBtn.hidden = s.path !== "vnc";
     if (s.path === "vnc") hint.textContent = "Click the screen to type into the VM; Ctrl+] or a click outside releases the keyboard.";
-    model.send({ type: "path", path: s.path });
+    try {
+      model.send({ type: "path", path: s.path });
+    } catch (err) { /* the kernel is gone already: nothing to tell it */ }
   });
 
   return () => {

@@ -5,7 +5,21 @@
 
 import { el } from "./dom.js";
 
-export function commScreen(model, parent) {
+export function commScreen(model, parent, { onDisconnect }) {
+  // After a kernel restart the widget's comm is closed and model.send throws: say so once.
+  let lost = false;
+  function send(msg) {
+    if (lost) return false;
+    try {
+      model.send(msg);
+      return true;
+    } catch (err) {
+      lost = true;
+      onDisconnect();
+      return false;
+    }
+  }
+
   const canvas = el("canvas", "petri-vmview-screen", parent);
   canvas.tabIndex = 0;
   canvas.width = 720;
@@ -20,7 +34,7 @@ export function commScreen(model, parent) {
   let drawing = false;
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
-    if (waiting) model.send({ type: "ack", seq: waiting.msg.seq });
+    if (waiting) send({ type: "ack", seq: waiting.msg.seq });
     waiting = { msg, blob: new Blob([buffers[0]], { type: msg.mime }) };  // a view: Blob honours its offset
     if (!drawing) drawWaiting();
   }
@@ -41,13 +55,13 @@ export function commScreen(model, parent) {
       } catch (err) {
         console.warn("petri_nb live view: undecodable frame", err);
       } finally {
-        model.send({ type: "ack", seq: msg.seq });
+        send({ type: "ack", seq: msg.seq });
       }
     }
     drawing = false;
   }
   model.on("msg:custom", onMsg);
-  model.send({ type: "ready" });
+  send({ type: "ready" });
 
   // Keyboard: a window capture listener runs before JupyterLab's document-level
   // shortcut handling, so keys typed on the focused canvas go to the guest only.
@@ -56,7 +70,7 @@ export function commScreen(model, parent) {
     e.preventDefault();
     e.stopImmediatePropagation();
     if (e.type === "keydown" && e.repeat && e.code.startsWith("Shift")) return;
-    model.send({ type: "key", code: e.code, down: e.type === "keydown" });
+    send({ type: "key", code: e.code, down: e.type === "keydown" });
   }
   window.addEventListener("keydown", onKey, true);
   window.addEventListener("keyup", onKey, true);
@@ -64,7 +78,7 @@ export function commScreen(model, parent) {
   function onPointer(e) {
     const r = canvas.getBoundingClientRect();
     if (!r.width || !r.height) return;
-    model.send({ type: "pointer", x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height,
+    send({ type: "pointer", x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height,
                  buttons: e.buttons });
   }
   let lastMove = 0;
@@ -79,7 +93,8 @@ export function commScreen(model, parent) {
   return {
     path: "kernel",
     canvas: () => canvas,
-    act: (action) => { model.send({ type: "action", action }); return Promise.resolve(); },
+    act: (action) => (send({ type: "action", action }) ? Promise.resolve()
+                       : Promise.reject(new Error("disconnected: the kernel behind this view is gone"))),
     destroy() {
       window.removeEventListener("keydown", onKey, true);
       window.removeEventListener("keyup", onKey, true);
