@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,17 @@ FIRMWARE_REBOOT = 3.0
 SETTLE = 0.5
 QMP_TIMEOUT = 5.0
 
-_locks: dict[Path, asyncio.Lock] = {}
+#: Button name -> the one QMP command it stands for (reset and poweroff add steps, see _act).
+ACTIONS = {
+    "reset": "system_reset",
+    "pause": "stop",
+    "resume": "cont",
+    "powerdown": "system_powerdown",
+    "poweroff": "quit",
+}
+
+#: One action at a time per VM (QEMU's monitor socket takes one client); gone with the last user.
+_locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 async def _next_reset(events: Any, timeout: float) -> dict[str, Any] | None:
@@ -69,21 +80,13 @@ async def _act(qmp: QMPClient, action: str) -> None:
         await qmp.execute(ACTIONS[action])
 
 
-#: Button name -> the one QMP command it may issue ("reset" and "poweroff" are handled above).
-ACTIONS = {
-    "reset": "system_reset",
-    "pause": "stop",
-    "resume": "cont",
-    "powerdown": "system_powerdown",
-    "poweroff": "quit",
-}
-
-
 async def run_action(sock: Path, action: str) -> None:
     """Connect to the VM's control monitor, do ``action``, disconnect (one client at a time per VM)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    lock = _locks.setdefault(sock, asyncio.Lock())
+    lock = _locks.get(sock)
+    if lock is None:
+        lock = _locks[sock] = asyncio.Lock()
     async with lock:
         qmp = QMPClient("petri_nb-view")
         await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
