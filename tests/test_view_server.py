@@ -7,6 +7,7 @@ sees what the side channel did.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import secrets
@@ -111,6 +112,22 @@ def test_an_unauthenticated_websocket_is_refused(vm: petri_nb.Vm, server: Server
     with pytest.raises(urllib.request.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/petri_nb/view/ping", timeout=5)
     assert e.value.code == 403
+
+
+def test_another_sites_page_cannot_use_the_login_cookie(vm: petri_nb.Vm, server: Server):
+    """A browser sends the login cookie with any site's websocket: only our own origin may use it.
+    (A token in the URL is not ambient, so Jupyter skips the origin check for it.)"""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"http://127.0.0.1:{server.port}/api/status?token={server.token}", timeout=5).close()
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    assert cookie, "the server set no login cookie"
+    url = f"ws://127.0.0.1:{server.port}/petri_nb/view/{view_id(vm)}/control"
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(url, timeout=10, cookie=cookie, origin="http://evil.example")
+    assert e.value.status_code == 403
+    ours = websocket.create_connection(url, timeout=10, cookie=cookie, origin=f"http://127.0.0.1:{server.port}")
+    ours.close()
 
 
 def test_sockets_outside_this_users_run_dirs_are_refused(vm: petri_nb.Vm, server: Server, tmp_path: Path):
