@@ -222,3 +222,25 @@ def test_the_serial_websocket_shares_the_console_both_ways(vm: petri_nb.Vm, serv
             seen += ws.recv()
     finally:
         ws.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another uid needs root")
+def test_another_user_cannot_connect_to_the_view_sockets(vm: petri_nb.Vm):
+    probe = (
+        "import socket, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n"
+        "        s.connect(path)\n"
+        "        print('CONNECTED')\n"
+        "    except PermissionError:\n"
+        "        print('DENIED')\n"
+    )
+    paths = [str(p) for p in vm.aio.view_sockets.values()]
+    assert len(paths) == 3 and all(Path(p).exists() for p in paths)
+    out = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", probe, *paths],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["DENIED"] * 3

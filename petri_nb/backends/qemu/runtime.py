@@ -76,7 +76,7 @@ class QemuRuntime(Runtime):
 
     @property
     def view_sockets(self) -> dict[str, Path]:
-        """The live view's unix sockets ("vnc", "control") for the server extension."""
+        """The live view's unix sockets ("vnc", "control", "serial") for the server extension."""
         return display.view_sockets(self.rundir)
 
     # -- start ------------------------------------------------------------
