@@ -244,3 +244,18 @@ def test_another_user_cannot_connect_to_the_view_sockets(vm: petri_nb.Vm):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["DENIED"] * 3
+
+
+def test_a_vm_with_any_name_gets_its_view_and_the_name_cannot_escape(server: Server):
+    vm = petri_nb.launch("tmk", name="my vm ü..")
+    try:
+        rundir = vm.aio.view_sockets["vnc"].parent
+        assert resolve(rundir.name, "vnc") == rundir / "vnc.sock"
+        ws = server.ws(rundir.name, "vnc")  # percent-encoded in the URL, as the browser does
+        assert ws.recv() == b"RFB 003.008\n"
+        ws.close()
+        for probe in (f"{rundir.name}/../{rundir.name}", "petri_nb-../../etc", "petri_nb-x\x00"):
+            with pytest.raises(Refused):
+                resolve(probe, "vnc")
+    finally:
+        vm.teardown()

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..backends.qemu.display import VIEW_SOCKETS
 
-#: What ``tempfile.mkdtemp(prefix="petri_nb-NAME-")`` can produce (VM names are plain words).
-VIEW_ID = re.compile(r"petri_nb-[A-Za-z0-9_.-]{1,200}")
+#: One path component as ``tempfile.mkdtemp(prefix="petri_nb-NAME-")`` makes it (a VM name is any
+#: text). What keeps other files out is the checks below, not this pattern.
+VIEW_ID = re.compile(r"petri_nb-[^/\x00]{1,240}")
 
 
 class Refused(Exception):
