@@ -149,6 +149,13 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     page.click(".petri-vmview-button[data-action=reset]")
     page.wait_for_function(f"() => document.querySelector('{VNC} canvas').width === 720", timeout=2000)
     numbers["reset_to_text_screen_s"] = time.monotonic() - clicked
+    overlay = "document.querySelector('.petri-vmview-overlay')"
+    clicked = time.monotonic()
+    page.click(".petri-vmview-button[data-action=pause]")
+    page.wait_for_function(f"() => {overlay}.textContent === 'paused' && !{overlay}.hidden", timeout=2000)
+    numbers["pause_to_overlay_s"] = time.monotonic() - clicked
+    page.click(".petri-vmview-button[data-action=pause]")  # now labelled "resume"
+    page.wait_for_function(f"() => {overlay}.hidden", timeout=2000)
     assert "*" in prompt(page, 2), "the cell ended before the checks: they proved nothing"
     page.wait_for_function("() => !document.querySelectorAll('.jp-Notebook .jp-Cell .jp-InputArea-prompt')[2]"
                            ".innerText.includes('*')", timeout=20_000)
@@ -194,5 +201,6 @@ def test_the_view_works_beside_a_blocked_kernel(lab: Lab, page, page_log, tmp_pa
     print(json.dumps(numbers, indent=1))
     assert numbers["poweroff_to_cell_output_s"] < 1.0  # type: ignore[operator]
     assert numbers["reset_to_text_screen_s"] < 1.0  # type: ignore[operator]
+    assert numbers["pause_to_overlay_s"] < 0.5  # type: ignore[operator]
     assert numbers["fps_blocked"] >= 25 and numbers["fps_idle"] >= 30, numbers  # type: ignore[operator]
     assert numbers["key_to_pixels_median_ms"] <= 50, numbers  # type: ignore[operator]

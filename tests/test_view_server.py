@@ -259,3 +259,13 @@ def test_a_vm_with_any_name_gets_its_view_and_the_name_cannot_escape(server: Ser
                 resolve(probe, "vnc")
     finally:
         vm.teardown()
+
+
+def test_force_off_quits_qemu_and_the_kernel_sees_the_vm_gone(vm: petri_nb.Vm, server: Server):
+    ws = server.ws(view_id(vm), "control")
+    try:
+        assert control(ws, "poweroff")["ok"]
+        wait_until(lambda: vm.state == "gone", timeout=5, what="the kernel to see QEMU gone")
+        assert control(ws, "pause", 2) == {"id": 2, "ok": False, "error": "pause: the VM is gone"}
+    finally:
+        ws.close()

@@ -8,6 +8,8 @@ import { el, fmtUptime } from "./src/dom.js";
 import { serialPane } from "./src/serial_pane.js";
 import { pageConfig, vncScreen, viewServerAnswers, viewUrl } from "./src/vnc_screen.js";
 
+//: How long a guest may take to act on the ACPI power button before the view offers "force off".
+const IGNORED_POWER_BUTTON_MS = 5000;
 const OVERLAY = { paused: "paused", halted: "halted", "torn down": "torn down", gone: "VM gone" };
 
 async function pickScreen(model, holder, serialHolder, onDisconnect) {
@@ -71,7 +73,15 @@ function render({ model, el: root }) {
   button("reset", "Host reset (also restarts a halted VM)", () => act("reset"));
   const pauseBtn = button("pause", "Pause / resume the CPUs", () =>
     act(model.get("state") === "paused" ? "resume" : "pause"));
-  button("power off", "Press the ACPI power button (the guest decides)", () => act("powerdown"));
+  button("power off", "Press the ACPI power button (the guest decides)", () => {
+    act("powerdown");
+    // A guest without an ACPI handler (tmk) ignores the button: point at the forced way.
+    setTimeout(() => {
+      if (model.get("state") === "running" && !forceBtn.hidden) {
+        error.textContent = "The guest did not power off on the ACPI power button; 'force off' quits QEMU.";
+      }
+    }, IGNORED_POWER_BUTTON_MS);
+  });
   const forceBtn = button("force off", "Power off now, whatever the guest does (QEMU quits)", () => {
     if (window.confirm("Force the VM off? QEMU quits; the VM cannot be restarted.")) act("poweroff");
   });
