@@ -82,4 +82,4 @@ def shell() -> Iterator[InteractiveShell]:
 
 
 # Fixtures of the browser tests; imported last, as they use wait_until from here.
-from tests.jupyterlab import lab, page, page_log  # noqa: E402, F401
+from lab_browser import lab, page, page_log  # noqa: E402, F401

@@ -11,10 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
-
-from tests.conftest import wait_until
-from tests.jupyterlab import (
+from lab_browser import (
     ARTIFACTS,
     EVIL,
     Lab,
@@ -24,6 +21,9 @@ from tests.jupyterlab import (
     lab_processes,
     run_in_kernel,
 )
+from PIL import Image, ImageChops, ImageStat
+
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 #: This module proves the fallback: the comm path, with no view server answering.

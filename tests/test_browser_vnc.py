@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.jupyterlab import ARTIFACTS, EVIL, Lab, cpu_percent_during, kernel_client, lab_processes, run_in_kernel
+from lab_browser import ARTIFACTS, EVIL, Lab, cpu_percent_during, kernel_client, lab_processes, run_in_kernel
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import papermill
 import pytest
 from conftest import wait_until
+from lab_browser import ARTIFACTS, Lab, canvas_image
 from PIL import ImageStat
 
 from petri_nb.report import find_notebook
-from tests.jupyterlab import ARTIFACTS, Lab, canvas_image
 
 pytestmark = pytest.mark.slow
 #: The notebooks' views are checked on the comm path (frames the kernel sent); the view-server

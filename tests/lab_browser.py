@@ -56,7 +56,7 @@ class Lab:
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """JupyterLab on loopback with the test module's ``CELLS`` as live.ipynb; petri_nb's view
     server is on (as installed) unless the module sets ``VIEW_SERVER = False``."""
-    from tests.conftest import wait_until  # here: conftest imports this module's fixtures
+    from conftest import wait_until  # here: conftest imports this module's fixtures
 
     root = tmp_path / "root"
     root.mkdir()
