@@ -71,6 +71,8 @@ class FramePump:
         self._alive = alive
         self._on_tick = on_tick
         self.stats = PumpStats()
+        #: False while every view shows the screen another way (VNC): ticks go on, polls stop.
+        self.frames_wanted = True
         self._in_flight: dict[int, float] = {}  # seq -> monotonic send time
         self._seq = 0
         self._last_hash: bytes | None = None
@@ -153,7 +155,8 @@ class FramePump:
                     except asyncio.TimeoutError:
                         pass
                 next_poll = max(next_poll + self.interval, time.monotonic())
-                await self._poll()
+                if self.frames_wanted:
+                    await self._poll()
         finally:
             if self._encoder is not None:
                 self._encoder.cancel()

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PetriError
-from .loop import runs_on_runtime_loop
+from .loop import finish_even_if_cancelled, runs_on_runtime_loop
 from .run_state import Fact, RunState
-from .vm_core import VmCore, finish_even_if_cancelled
+from .vm_core import VmCore
 
 #: Generous bound on one save or restore (tmk takes well under a second).
 STATE_TIMEOUT = 120.0

@@ -32,6 +32,8 @@ Check = Callable[[Any], bool]
 TIMES = frozenset({"timeout", "interval", "every", "ready_timeout", "grace"})
 #: Parameters that are regular expressions: they must compile.
 PATTERNS = frozenset({"pattern", "regex"})
+#: Longest time a call takes as a number (a year); longer is a slip, and None means no end.
+MAX_SECONDS = 365 * 24 * 3600.0
 _SKIP = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
@@ -46,7 +48,12 @@ def _is_text(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 _SIMPLE: dict[Any, Check] = {
@@ -118,8 +125,9 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
                 raise BadArgument(f"{fn.__name__}(): {name} must be text without NUL characters or lone "
                                   f"surrogates, not {_show(value)}")
             raise BadArgument(f"{fn.__name__}(): {name} must be {entry[1]}, not {_show(value)}")
-        if name in TIMES and _is_number(value) and value < 0:
-            raise BadArgument(f"{fn.__name__}(): {name} must be a number of seconds >= 0, not {value!r}")
+        if name in TIMES and _is_number(value) and not 0 <= value <= MAX_SECONDS:
+            raise BadArgument(f"{fn.__name__}(): {name} must be a number of seconds from 0 to {MAX_SECONDS:g} "
+                              f"(None waits without end), not {_show(value)}")
         if name in PATTERNS and isinstance(value, str):
             try:
                 re.compile(value)

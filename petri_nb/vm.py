@@ -42,6 +42,11 @@ INSPECT_TIMEOUT = 120.0
 class AsyncVm(StateMixin, DebugMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
+    @property
+    def view_sockets(self) -> dict[str, Path]:
+        """The live view's side-channel sockets (for petri_nb.server); empty if the backend has none."""
+        return dict(self.runtime.view_sockets)
+
     async def _boot(self) -> None:
         self._check_usable()
         start = time.monotonic()

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import dataclasses
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,7 +29,7 @@ from .console import AsyncConsole
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest
 from .halt import Halt, HaltReason, Stop
-from .loop import runs_on_runtime_loop
+from .loop import in_own_thread, runs_on_runtime_loop
 from .run_state import Fact, RunState, next_state
 from .timeline import Timeline
 from .validation import checked
@@ -135,6 +133,11 @@ class VmCore:
         self._record(source, kind, detail, data)
         if source == "qmp" and kind in ("STOP", "RESUME"):
             self._transition(Fact.STOPPED if kind == "STOP" else Fact.RESUMED)
+        elif source == "qmp" and kind == "RESET" and not (data or {}).get("guest"):
+            # A host reset: ours, or the live view's button on its own monitor. The halts
+            # before it are answered, and a halted VM runs again.
+            self._acknowledge_halts(len(self.halts))
+            self._transition(Fact.RESTARTED)
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
@@ -257,13 +260,17 @@ class VmCore:
     @runs_on_runtime_loop
     async def reset(self) -> None:
         """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
+        before = len(self.halts)
         await self._call("reset", self.runtime.reset())
-        self._acknowledge_halts()
+        self._acknowledge_halts(before)  # a halt during the reset (a guest crashing at once) stays pending
         self._transition(Fact.RESTARTED)
 
-    def _acknowledge_halts(self) -> None:
-        self._pending.clear()
-        self._halt_signal.clear()
+    def _acknowledge_halts(self, upto: int | None = None) -> None:
+        """Drop pending halts (only the first ``upto`` of ``self.halts``, if given)."""
+        older = {id(h) for h in self.halts[:upto]}
+        self._pending = collections.deque(h for h in self._pending if id(h) not in older)
+        if not self._pending:
+            self._halt_signal.clear()
 
     @runs_on_runtime_loop
     async def pause(self) -> None:
@@ -327,7 +334,7 @@ class VmCore:
         if inspect.isawaitable(call):
             aw = call  # this method already runs on the runtime loop
         elif callable(call):
-            aw = _in_own_thread(call)
+            aw = in_own_thread(call)
         else:
             raise PetriError(f"wait_for_halt_or() needs a coroutine or a callable, not {type(call).__name__}")
         return await self._call("wait_for_halt_or", aw, halts=True, timeout=timeout, what="the call to finish")
@@ -358,45 +365,3 @@ class VmCore:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.teardown()
-
-
-def _in_own_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """Run a user's callable on a daemon thread of its own, not in the pool the runtime uses
-    (screendumps, save pipes, launch builds): a callable that never returns ties up only itself."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if fut.done():
-            return  # the call was abandoned (timeout, halt): nobody waits for it any more
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
-
-    def run() -> None:
-        try:
-            result = context.run(fn)
-        except BaseException as e:  # handed to the awaiting call, as asyncio.to_thread would
-            loop.call_soon_threadsafe(settle, None, e)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=run, name="petri_nb-user-call", daemon=True).start()
-    return fut
-
-
-async def finish_even_if_cancelled(aw: Awaitable[T]) -> T:
-    """Await ``aw``; if the caller is cancelled meanwhile, let ``aw`` finish first, then re-raise.
-
-    For operations that must not stop half-way (a save or restore pauses the guest and
-    swaps QEMU): they are bounded by their own timeouts, so this cannot hang."""
-    task = asyncio.ensure_future(aw)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task})
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller was cancelled, this outcome has no reader
-        raise

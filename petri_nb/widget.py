@@ -10,6 +10,7 @@ plain trait strings and the front end renders it with ``textContent`` only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import time
 from importlib import resources
@@ -22,25 +23,22 @@ import traitlets
 from .keymap import qcode
 from .loop import submit
 from .run_state import RunState
-from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump
+from .screen_stream import ACK_TIMEOUT, DEFAULT_FPS, MAX_IN_FLIGHT, FramePump, encode_png
 
 if TYPE_CHECKING:
     from .vm import AsyncVm, Vm
 
 #: Longest console line shown in the status bar.
 CONSOLE_SNIPPET = 160
-ACTIONS = ("reset", "pause", "resume", "poweroff")
+#: How long displaying the view may wait for the static copy of the screen.
+STATIC_FRAME_TIMEOUT = 2.0
+#: Comm-path buttons; "powerdown" and "poweroff" both press the ACPI power button here.
+ACTIONS = ("reset", "pause", "resume", "poweroff", "powerdown")
 
 
 def _asset(name: str) -> Path:
-    """Front-end files ship as package ``petri_nb.widgets`` (mapped from the top-level ``widgets/``)."""
-    try:
-        path = Path(str(resources.files("petri_nb.widgets") / name))
-        if path.is_file():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "widgets" / name  # source checkout
+    """The built front end ships in package ``petri_nb.widgets`` (source: the top-level ``widgets/``)."""
+    return Path(str(resources.files("petri_nb.widgets") / name))
 
 
 class VmView(anywidget.AnyWidget):
@@ -58,11 +56,16 @@ class VmView(anywidget.AnyWidget):
     launched_at = traitlets.Float(0.0).tag(sync=True)
     stopped_at = traitlets.Float(0.0).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    #: The VM's run directory name: the browser asks the view server (petri_nb.server) for this
+    #: VM's sockets by it; the server checks it names this user's private run dir. Never a path.
+    view_id = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, vm: Vm | AsyncVm, *, fps: float = DEFAULT_FPS, max_in_flight: int = MAX_IN_FLIGHT,
                  ack_timeout: float = ACK_TIMEOUT, **kwargs: Any) -> None:
         aio: AsyncVm = getattr(vm, "aio", vm)
-        super().__init__(vm_name=aio.name, launched_at=time.time() - aio.uptime, **kwargs)
+        vnc = aio.view_sockets.get("vnc")
+        super().__init__(vm_name=aio.name, launched_at=time.time() - aio.uptime,
+                         view_id=vnc.parent.name if vnc else "", **kwargs)
         self.vm = aio
         self._closed = False
         self._input_lock: asyncio.Lock | None = None
@@ -111,8 +114,11 @@ class VmView(anywidget.AnyWidget):
         kind = content.get("type")
         if kind == "ack" and isinstance(content.get("seq"), int):
             self.pump.ack(content["seq"])
-        elif kind == "ready":
+        elif kind == "ready":  # a comm-path view appeared (perhaps beside a VNC one): it needs frames
+            self.pump.frames_wanted = True
             self.pump.resend()
+        elif kind == "path":  # a view that shows the screen over VNC needs no frames from us
+            self.pump.frames_wanted = content.get("path") != "vnc"
         elif kind == "key" and isinstance(content.get("code"), str):
             key = qcode(content["code"])
             if key is not None:
@@ -150,7 +156,7 @@ class VmView(anywidget.AnyWidget):
         self._submit(send())
 
     async def _action(self, action: str) -> None:
-        if action == "poweroff":
+        if action in ("poweroff", "powerdown"):
             await self.vm.send_shutdown("poweroff")
         else:
             await getattr(self.vm, action)()
@@ -163,6 +169,19 @@ class VmView(anywidget.AnyWidget):
             return
         exc = fut.exception()
         self.error = f"{type(exc).__name__}: {exc}" if exc else ""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget, plus the screen as a PNG for where widgets don't render (an HTML report,
+        a notebook saved without widget state): nbconvert then shows the image, not an empty box."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget: (data, metadata)
+        if isinstance(data, dict) and self.vm.state not in ("torn down", "gone"):
+            try:
+                shot = submit(self.vm.runtime.screenshot()).result(STATIC_FRAME_TIMEOUT)
+                data["image/png"] = base64.b64encode(encode_png(shot)).decode()
+            except Exception:  # noqa: BLE001  (no picture is fine; the widget is what matters)
+                pass
+        return bundle
 
     def close(self) -> None:
         self._closed = True

@@ -79,3 +79,7 @@ def shell() -> Iterator[InteractiveShell]:
     finally:
         for aio in live_vms():
             petri_nb.Vm(aio).teardown()
+
+
+# Fixtures of the browser tests; imported last, as they use wait_until from here.
+from lab_browser import lab, page, page_log  # noqa: E402, F401

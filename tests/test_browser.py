@@ -7,162 +7,44 @@ second client on the same kernel (the kernel's own ``vm.timeline()``/console).
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
+from lab_browser import (
+    ARTIFACTS,
+    EVIL,
+    Lab,
+    canvas_image,
+    cpu_percent_during,
+    kernel_client,
+    lab_processes,
+    run_in_kernel,
+)
 from PIL import Image, ImageChops, ImageStat
 
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-EVIL = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
+#: This module proves the fallback: the comm path, with no view server answering.
+VIEW_SERVER = False
 
 CELLS = [
     "import petri_nb\nvm = petri_nb.launch('tmk', name='live')\nvm",
     f"vm.console.write({('echo ' + EVIL + chr(10))!r})\nvm.console.expect('pwned=2</script>')",
 ]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Lab:
-    def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen[bytes]) -> None:
-        self.root, self.port, self.token, self.proc = root, port, token, proc
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}?token={self.token}"
-
-    def api(self, path: str) -> object:
-        with urllib.request.urlopen(self.url(path), timeout=5) as r:
-            return json.load(r)
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "live.ipynb")
-    # Start the notebook's kernel without asking, and no news toast over the page.
-    settings = tmp_path / "settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
-    (settings / "apputils-extension").mkdir()
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
-    log = open(tmp_path / "lab.log", "wb")  # closed in teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", "--ip", "127.0.0.1",
-         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.user_settings_dir={tmp_path / 'settings'}", "--ServerApp.port_retries=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    server = Lab(root, port, token, proc)
-
-    def up() -> bool:
-        try:
-            server.api("/api/status")
-            return True
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "lab.log").read_text()
-            return False
-
-    try:
-        wait_until(up, timeout=60, what="JupyterLab to answer")
-        yield server
-    finally:
-        try:
-            for kernel in server.api("/api/kernels"):  # type: ignore[union-attr]
-                req = urllib.request.Request(server.url(f"/api/kernels/{kernel['id']}"), method="DELETE")
-                urllib.request.urlopen(req, timeout=10).close()
-        except OSError:
-            pass
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture
-def page(lab: Lab) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            yield pg
-        finally:
-            browser.close()
-
-
-def kernel_client(lab: Lab, tmp_path: Path):
-    from jupyter_client import BlockingKernelClient
-
-    kernels = lab.api("/api/kernels")
-    assert len(kernels) == 1  # type: ignore[arg-type]
-    client = BlockingKernelClient(connection_file=str(tmp_path / "runtime" / f"kernel-{kernels[0]['id']}.json"))
-    client.load_connection_file()
-    client.start_channels()
-    client.wait_for_ready(timeout=30)
-    return client
-
-
-def run_in_kernel(client, code: str, timeout: float = 30) -> str:
-    out: list[str] = []
-
-    def hook(msg: dict) -> None:
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-        elif msg["msg_type"] == "error":
-            out.append("\n".join(msg["content"]["traceback"]))
-
-    reply = client.execute_interactive(code, output_hook=hook, timeout=timeout)
-    assert reply["content"]["status"] == "ok", "".join(out)
-    return "".join(out)
-
-
-def canvas_image(page) -> Image.Image:
-    url = page.evaluate("() => document.querySelector('.petri-vmview-screen').toDataURL('image/png')")
-    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
-
-
-@pytest.fixture
-def page_log(page) -> Iterator[list[str]]:
-    """Browser console lines; on failure they and a page screenshot are kept in test-artifacts/."""
-    lines: list[str] = []
-    page.on("console", lambda m: lines.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: lines.append(f"pageerror: {e}"))
-    yield lines
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "browser_console.log").write_text("\n".join(lines))
-    page.screenshot(path=str(ARTIFACTS / "live_view_last.png"), full_page=True)
+# Frames drawn per second, counted in the browser (each draw sets the canvas's data-seq).
+DRAWS_JS = """async (ms) => {
+  const c = document.querySelector('.petri-vmview-screen');
+  let n = 0;
+  const seen = new MutationObserver((records) => { n += records.length; });
+  seen.observe(c, { attributes: true, attributeFilter: ['data-seq'] });
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  seen.disconnect();
+  return n * 1000 / (performance.now() - t0);
+}"""
 
 
 def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab, page, page_log, tmp_path: Path):
@@ -224,15 +106,33 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
         # The view keeps updating while a cell blocks in a Vm call (acks wait, frames still flow).
         run_in_kernel(client, "vm.console.write('gfx\\n'); vm.console.expect('gfx 1024x768')")
         page.wait_for_function("() => document.querySelector('.petri-vmview-screen').width === 1024", timeout=20_000)
+        pids = lab_processes(lab)
+        numbers: dict[str, object] = {"path": "kernel comm"}
+        numbers["fps_idle"], numbers["cpu_percent_idle"] = cpu_percent_during(
+            pids, lambda: page.evaluate(DRAWS_JS, 3000))
         before = int(screen.get_attribute("data-seq"))
-        msg_id = client.execute("import time; vm.wait_for_halt_or(lambda: time.sleep(3))")
-        # Frames arrive during the blocking call (well before it ends after 3 s).
+        msg_id = client.execute("import time; vm.wait_for_halt_or(lambda: time.sleep(4))")
+        # Frames arrive during the blocking call (well before it ends after 4 s).
         page.wait_for_function(f"() => +document.querySelector('.petri-vmview-screen').dataset.seq >= {before + 3}",
                                timeout=2500)
+        numbers["fps_blocked"], numbers["cpu_percent_blocked"] = cpu_percent_during(
+            pids, lambda: page.evaluate(DRAWS_JS, 1000))
         reply = client.get_shell_msg(timeout=30)
         assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok"
         ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "live_view_numbers_comm.json").write_text(json.dumps(numbers, indent=1))
+        print(json.dumps(numbers, indent=1))
+        ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "live_view.png"), full_page=True)
+
+        # A kernel restart ends its VMs: the old view says so ("torn down", the uptime stops) and
+        # disables its buttons, so nothing is sent into the closed comm.
+        kernel = lab.api("/api/kernels")[0]["id"]  # type: ignore[index]
+        lab.post(f"/api/kernels/{kernel}/restart")
+        page.wait_for_function("() => document.querySelector('.petri-vmview-button[data-action=reset]').disabled",
+                               timeout=20_000)
+        assert page.locator(".petri-vmview-state").text_content() == "torn down"
+        assert not [line for line in page_log if line.startswith("pageerror")], page_log
     finally:
-        run_in_kernel(client, "vm.teardown()")
+        run_in_kernel(client, "'vm' in dir() and vm.teardown()")
         client.stop_channels()

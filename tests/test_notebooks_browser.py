@@ -6,8 +6,6 @@ test then reads the page: the live-view canvas got frames, the plots are images 
 decoded, and the summary JSON the last cell printed has the right values. A screenshot of
 each page is saved in test-artifacts/.
 """
-# ruff: noqa: F811  (test arguments named after the imported fixtures)
-
 from __future__ import annotations
 
 import json
@@ -16,14 +14,16 @@ from pathlib import Path
 import papermill
 import pytest
 from conftest import wait_until
+from lab_browser import ARTIFACTS, Lab, canvas_image
 from PIL import ImageStat
-
-# JupyterLab/chromium fixtures shared with the live-view browser test (pytest injects lab and page by name).
-from test_browser import ARTIFACTS, Lab, canvas_image, lab, page  # noqa: F401
 
 from petri_nb.report import find_notebook
 
 pytestmark = pytest.mark.slow
+#: The notebooks' views are checked on the comm path (frames the kernel sent); the view-server
+#: path has its own browser test (test_browser_vnc.py).
+VIEW_SERVER = False
+CELLS: list[str] = []  # the lab starts with an empty live.ipynb; each test writes its notebook
 
 #: Last cell's output text that holds the JSON summary (the cell tagged "summary").
 SUMMARY_JS = """() => {

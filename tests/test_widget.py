@@ -195,3 +195,14 @@ def test_gfx_mode_changes_the_resolution_and_animates_and_text_mode_comes_back(v
     vm.console.expect("tmk: text")
     wait_until(lambda: (browser.ack_all(), browser.frames[-1][0]["width"] == 720)[1], what="a text-mode frame")
     assert browser.image().tobytes() == vm.screenshot().tobytes()
+
+
+def test_the_view_carries_the_screen_as_a_png_for_static_renderings(vm: petri_nb.Vm, view: VmView):
+    import base64
+
+    bundle = view._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    png = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).convert("RGB")
+    assert png.tobytes() == vm.screenshot().tobytes()
+    assert view.view_id == vm.aio.view_sockets["vnc"].parent.name  # the browser's handle: a name, not a path

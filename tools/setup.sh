@@ -13,6 +13,9 @@ missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm (with node) rebuilds the live view's bundle in tests/test_widget_bundle.py; the bundle
+# ships prebuilt, so any node >= 18 with npm will do (e.g. NodeSource's, which provides npm).
+command -v npm >/dev/null || missing+=(npm)
 # The Linux guest fetches Debian's current kernel with `apt-get download`: the archive drops
 # old kernel versions, so package lists older than a day are refreshed.
 fresh_lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -n 1)
@@ -36,4 +39,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'
     touch "$stamp"
+fi
+# A wheel install puts this file in <prefix>/etc/jupyter (pyproject data-files), which enables
+# the view server in every Jupyter server of the environment; editable installs skip data
+# files, so the dev venv gets the same file here.
+conf=.venv/etc/jupyter/jupyter_server_config.d/petri_nb.json
+if ! cmp -s jupyter-config/jupyter_server_config.d/petri_nb.json "$conf"; then
+    install -D -m 644 jupyter-config/jupyter_server_config.d/petri_nb.json "$conf"
 fi

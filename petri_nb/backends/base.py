@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
@@ -49,6 +50,11 @@ class Runtime(abc.ABC):
     def pid(self) -> int | None:
         """The process running the VM, if the backend has one."""
         return None
+
+    @property
+    def view_sockets(self) -> dict[str, Path]:
+        """Unix sockets the live view reaches beside the kernel ("vnc", "control", "serial"), if any."""
+        return {}
 
     @abc.abstractmethod
     async def start(self, sink: EventSink) -> None:

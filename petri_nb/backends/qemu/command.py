@@ -11,10 +11,11 @@ from ...errors import LaunchError, PetriError
 from ...guests.description import Guest
 from . import agent_port
 from .disks import PreparedDisk, check_readable
+from .display import display_args
 from .firmware import machine_options
 
 ACCELS = ("tcg", "kvm", "auto")
-#: Sockets QEMU itself listens on in the run dir (a replacement QEMU gets its own: see runtime).
+#: Sockets QEMU itself listens on in the run dir (besides the view's, display.VIEW_SOCKETS).
 GDB_SOCKET = "gdb.sock"
 DEBUG_PORT_SOCKET = "firmware.sock"
 #: TCG's translated-code buffer. QEMU's default is 1 GiB, and every reset adds new
@@ -71,6 +72,7 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
         "-m", str(guest.memory_mib),
         "-smp", ",".join(smp),
         "-qmp", f"unix:{rundir / 'qmp.sock'}",
+        *display_args(rundir),  # the live view's VNC and control sockets (petri_nb.server)
         "-chardev", f"socket,id=console,path={rundir / 'console.sock'},logfile={rundir / 'console.log'}",
         "-serial", "chardev:console",
         "-device", "VGA",
@@ -133,19 +135,4 @@ def with_command_line(argv: list[str], command_line: str) -> list[str]:
         argv[argv.index("-kernel") + 2:argv.index("-kernel") + 2] = ["-append", command_line]
     else:
         raise PetriError("update_command_line() needs a direct-boot (-kernel) guest")
-    return argv
-
-
-def socket_path(rundir: Path, name: str, generation: int) -> Path:
-    """Where QEMU number ``generation`` of a VM listens for ``name`` (the first: ``name`` itself).
-
-    QEMU unlinks the sockets it listens on when it exits, so a QEMU replacing another
-    (restore, relaunch) listens on paths of its own: the old one cannot delete them."""
-    return rundir / (name if generation == 0 else f"{generation}-{name}")
-
-
-def for_generation(argv: list[str], rundir: Path, generation: int) -> list[str]:
-    """``argv`` with the sockets QEMU listens on moved to those of ``generation``."""
-    for name in (GDB_SOCKET, DEBUG_PORT_SOCKET):
-        argv = [a.replace(str(rundir / name), str(socket_path(rundir, name, generation))) for a in argv]
     return argv

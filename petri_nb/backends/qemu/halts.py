@@ -154,6 +154,10 @@ class EventPump:
             name = event["event"]
             data = event.get("data", {})
             self._sink.record("qmp", name, _event_summary(data), data)
+            if name == "RESET":
+                # A host reset under way (ours, or the live view's on its own monitor): the halt
+                # and the firmware reboot's evidence are history.
+                self.restarted()
             if name == "RESUME":
                 self._own_stop = False  # a stop() that found the VM stopped sent no STOP
             halt = self.mapper.feed(name, data)

@@ -17,7 +17,7 @@ from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTi
 from ...guests.description import Guest
 from ...introspect import InspectNode
 from ..base import EventSink, Runtime
-from . import agent_port, command, cpu, disks, migration, rundirs
+from . import agent_port, command, cpu, disks, display, migration, rundirs
 from .boot_events import BootWatcher
 from .firmware import VARS_FILE, firmware_args
 from .gdb import Debugger
@@ -28,6 +28,7 @@ from .introspect import QmpInspector
 from .process import QemuProcess
 from .refused import QemuRefused
 from .screen import screendump
+from .serial_tap import SerialTap
 from .tpm import Swtpm
 
 # qemu.qmp logs connection failures at ERROR; we raise them as exceptions instead.
@@ -42,6 +43,8 @@ FIRMWARE_REBOOT_TIMEOUT = 5.0
 REPLACE_TIMEOUT = migration.MIGRATE_TIMEOUT
 #: How long the QEMU a restore or relaunch replaces gets to quit before it is killed.
 OLD_QEMU_GRACE = 3.0
+#: Sockets QEMU serves in the run dir: a replacement QEMU serves them at the same paths.
+SERVED_SOCKETS = (command.GDB_SOCKET, command.DEBUG_PORT_SOCKET, *display.QEMU_VIEW_SOCKETS)
 #: How long a broken QMP call waits for QEMU's exit to be reaped before blaming the link.
 LINK_LOST_GRACE = 0.5
 
@@ -70,17 +73,21 @@ class QemuRuntime(Runtime):
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
         self._spares: set[QemuInstance] = set()  # replacement QEMUs not (yet) the VM's: discarded at teardown
-        self._generation = 0  # how many QEMUs replaced the first one
         self._disks: list[disks.PreparedDisk] = []
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
         self._cpu_log: CpuLog
         self.debugger: Debugger
         self.hotplug: PcieHotplug
+        self.serial_tap = SerialTap(self.write_console)  # the live view's serial pane
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def view_sockets(self) -> dict[str, Path]:
+        return display.view_sockets(self.rundir)
 
     # -- start ------------------------------------------------------------
 
@@ -96,6 +103,7 @@ class QemuRuntime(Runtime):
         assert self._sink is not None
         sink = self._sink
         self.rundir = rundirs.make(self.name)
+        await self.serial_tap.start(self.view_sockets["serial"])
         self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # qemu-img and file copies: off the loop
         if self.guest.tpm:
             self._tpm = await Swtpm.start(self.rundir)
@@ -159,6 +167,7 @@ class QemuRuntime(Runtime):
             self._console_seen.set()
             self._sink.console_data(chunk)
             self._boot.console(chunk)
+            self.serial_tap.feed(chunk)
 
     # -- runtime calls -----------------------------------------------------
 
@@ -226,23 +235,14 @@ class QemuRuntime(Runtime):
         await self.resume()  # through gdb when breakpoints were set again
 
     async def _start_replacement(self, extra_args: tuple[str, ...], what: str) -> QemuInstance:
-        """A second QEMU from this VM's command line (plus ``extra_args``) that may become the VM.
-
-        Its gdbstub listens on a socket of its own: a QEMU unlinks its server sockets when it
-        exits, so the one it replaces would otherwise delete the new one's."""
+        """A second QEMU from this VM's command line (plus ``extra_args``) that may become the VM."""
         assert self.rundir is not None
         if not self.rundir.is_dir():
             raise PetriError(f"cannot {what}: VM {self.name}'s run directory {self.rundir} was deleted "
                              "(it holds QEMU's sockets); tear the VM down and launch it again")
-        self._generation += 1
-        argv = command.for_generation(self.argv, self.rundir, self._generation)
-        return await QemuInstance.start(QMPClient(self.name), [*argv, *extra_args], self.rundir, failure=PetriError,
-                                        what=what, timeout=REPLACE_TIMEOUT, track=self._spares,
-                                        debug_port=self._socket(command.DEBUG_PORT_SOCKET))
-
-    def _socket(self, name: str) -> Path:
-        assert self.rundir is not None
-        return command.socket_path(self.rundir, name, self._generation)
+        return await QemuInstance.start(QMPClient(self.name), [*self.argv, *extra_args], self.rundir,
+                                        failure=PetriError, what=what, timeout=REPLACE_TIMEOUT, track=self._spares,
+                                        debug_port=self.rundir / command.DEBUG_PORT_SOCKET)
 
     async def _replace(self, new: QemuInstance) -> None:
         """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report; breakpoints
@@ -256,9 +256,9 @@ class QemuRuntime(Runtime):
         self._cpu_log.truncated()  # the new QEMU truncated cpu.log
         self._pump.restarted()
         self._boot.restarted()
-        self.debugger.socket = self._socket(command.GDB_SOCKET) if self.guest.gdb else None
-        if old is not None:
-            await old.stop(OLD_QEMU_GRACE)
+        if old is not None:  # it would unlink the sockets the new QEMU now serves at the same paths
+            with display.sockets_kept(self.rundir, SERVED_SOCKETS):
+                await old.stop(OLD_QEMU_GRACE)
         await self.debugger.rearm()
 
     @staticmethod
@@ -388,6 +388,7 @@ class QemuRuntime(Runtime):
             await self._tpm.stop()
         if self._instance is not None:
             self._cpu_log.close()
+        self.serial_tap.close()
         if self.rundir is not None:
             shutil.rmtree(self.rundir, ignore_errors=True)
 

@@ -1,1 +1,0 @@
-"""Front-end assets of the live view (installed as ``petri_nb.widgets``)."""
