@@ -195,7 +195,8 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
 
 #: Plain (not coroutine) members of AsyncVm that Vm reads straight through.
 _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "gone_reason",
-              "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state")
+              "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state", "view_sockets",
+              "boot_events")
 
 
 @blocking_twins(AsyncVm, wraps={"wait_for_agent": Agent}, forward=_FORWARDED)
