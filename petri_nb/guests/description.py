@@ -21,7 +21,8 @@ from typing import Any, Union
 
 from ..errors import LaunchError
 
-FIRMWARES = ("bios", "uefi", "uefi-secure")
+#: "bios" is SeaBIOS; "qboot" is a minimal BIOS for direct kernel boot (kernel=... only).
+FIRMWARES = ("bios", "qboot", "uefi", "uefi-secure")
 AGENTS = ("qga", "petri")
 #: ``ready`` values that are not console regexes.
 READY_MODES = ("agent", "boot")
@@ -129,7 +130,10 @@ class Guest:
             raise LaunchError("initrd and append need a kernel to direct-boot (kernel=...)")
         if self.firmware not in FIRMWARES:
             raise LaunchError(f"unknown firmware {self.firmware!r}; choose one of {', '.join(FIRMWARES)}")
-        if self.firmware_vars is not None and self.firmware == "bios":
+        if self.firmware == "qboot" and self.kernel is None:
+            raise LaunchError("firmware='qboot' boots only a direct kernel (kernel=...), not a disk or CD-ROM; "
+                              "use firmware='bios' or 'uefi' to boot from one")
+        if self.firmware_vars is not None and self.firmware in ("bios", "qboot"):
             raise LaunchError("firmware_vars is a UEFI variable store; it needs firmware='uefi' or 'uefi-secure'")
         _int_at_least("memory_mib", self.memory_mib, 16)
         _int_at_least("cpus", self.cpus, 1)

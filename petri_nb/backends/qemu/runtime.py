@@ -20,7 +20,7 @@ from ...introspect import InspectNode
 from ..base import EventSink, Runtime
 from . import agent_port, cpu, disks, migration
 from .command import build_command, resolve_accel, with_command_line
-from .firmware import VARS_FILE, firmware_args
+from .firmware import VARS_FILE, firmware_args, has_variable_store, reboots_itself_after_reset
 from .gdb import Debugger
 from .halts import CpuLog, EventPump
 from .hotplug import PcieHotplug
@@ -68,6 +68,7 @@ class QemuRuntime(Runtime):
         self._screen_lock = asyncio.Lock()
         self._console_seen = asyncio.Event()
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
+        self._firmware_reboots = reboots_itself_after_reset(guest.firmware)
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
         self._disks: list[disks.PreparedDisk] = []
@@ -181,6 +182,7 @@ class QemuRuntime(Runtime):
         # the action to a real reset while it runs. SeaBIOS finds its RAM already
         # initialised after any reset and reboots once more itself ("Attempting a
         # hard reboot"); that guest reset belongs to this call, not to the guest.
+        # qboot does not, so its resets skip that wait (decided by the firmware).
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
             await self._relaunch()
             self.relaunch_pending = False
@@ -193,16 +195,21 @@ class QemuRuntime(Runtime):
                 await self._next_reset(resets, False, "QEMU's RESET event", START_TIMEOUT)
                 if await self.status() != "running":
                     await self._execute("cont")
-                with contextlib.suppress(PetriTimeout):
-                    await self._next_reset(resets, True, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
-                    # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
-                    # late, even mid-POST, which starts another hard reboot. Only the guest's own
-                    # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
-                    self._console_seen.clear()
-                    await self._wait(self._console_seen.wait(), "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
+                if self._firmware_reboots:
+                    await self._absorb_firmware_reboot(resets)
             finally:
                 await self._execute("set-action", {"reboot": "shutdown"})
         self._pump.restarted()
+
+    async def _absorb_firmware_reboot(self, resets: EventListener) -> None:
+        """Wait out SeaBIOS's own reboot after a host reset (bounded: OVMF may not do one)."""
+        with contextlib.suppress(PetriTimeout):
+            await self._next_reset(resets, True, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
+            # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
+            # late, even mid-POST, which starts another hard reboot. Only the guest's own
+            # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
+            self._console_seen.clear()
+            await self._wait(self._console_seen.wait(), "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
 
     async def _next_reset(self, resets: EventListener, by_guest: bool, what: str, timeout: float) -> None:
         """The next RESET event caused by the guest (``by_guest``) or by the host."""
@@ -358,7 +365,7 @@ class QemuRuntime(Runtime):
             shutil.rmtree(self.rundir, ignore_errors=True)
 
     async def firmware_vars(self) -> bytes:
-        if self.rundir is None or self.guest.firmware == "bios":
+        if self.rundir is None or not has_variable_store(self.guest.firmware):
             raise NotSupported(f"VM {self.name} has no UEFI variable store: "
                                f"it boots with firmware={self.guest.firmware!r}")
         return await asyncio.to_thread((self.rundir / VARS_FILE).read_bytes)

@@ -24,7 +24,9 @@ def build(out: Path = KERNEL) -> Path:
     """Assemble and link tmk.S into ``out`` (deterministic: no build id, no .comment)."""
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "tmk.o"
-        subprocess.run(["gcc", "-m32", "-nostdinc", "-c", str(HERE / "tmk.S"), "-o", str(obj)], check=True)
+        # -Wa,-I: the assembler finds the font (.incbin) next to tmk.S from any working directory.
+        subprocess.run(["gcc", "-m32", "-nostdinc", f"-Wa,-I{HERE}", "-c", str(HERE / "tmk.S"), "-o", str(obj)],
+                       check=True)
         subprocess.run(
             ["ld", "-m", "elf_i386", "--build-id=none", "--no-warn-rwx-segments",
              "-T", str(HERE / "link.ld"), "-o", str(out), str(obj)],
