@@ -9,6 +9,7 @@ import pytest
 import petri_nb
 from petri_nb import Disk, Guest, LaunchError, Nic
 from petri_nb.backends import create_runtime, register_backend
+from petri_nb.backends.qemu.firmware import QBOOT, firmware_args, reboots_itself_after_reset
 from petri_nb.guests import describe, known_guests, register_guest
 from petri_nb.guests.tmk import KERNEL, TMK
 
@@ -26,6 +27,9 @@ from petri_nb.guests.tmk import KERNEL, TMK
     ({"kernel": KERNEL, "append": "a\nb"}, "append must be a one-line string"),
     ({"initrd": "/x", "disks": ["/d"]}, "initrd and append need a kernel"),
     ({"disks": "/one/path", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
+    ({"disks": ["/d"], "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
+    ({"cdrom": "/x.iso", "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
+    ({"kernel": KERNEL, "firmware": "qboot", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
     ({"kernel": KERNEL, "disks": [42]}, "disk path must be a path"),
     ({"kernel": KERNEL, "nics": ["tap0"]}, "nics entries must be"),
     ({"kernel": KERNEL, "name": "a/b"}, "guest name must be"),
@@ -86,3 +90,17 @@ def test_launch_routes_a_guest_to_the_backend_it_names() -> None:
     assert "routed" not in [vm.name for vm in petri_nb.vm.live_vms()]  # the name is free again
     with pytest.raises(LaunchError, match="unknown backend 'openvmm'"):
         create_runtime(TMK.replace(backend="openvmm"), "x", "tcg")
+
+
+def test_tmk_defaults_to_qboot_and_seabios_stays_selectable(tmp_path: Path) -> None:
+    assert TMK.firmware == "qboot"
+    assert describe("tmk", firmware="bios").firmware == "bios"
+    assert firmware_args("qboot", tmp_path) == ["-bios", str(QBOOT)]
+    assert firmware_args("bios", tmp_path) == []
+
+
+def test_only_seabios_and_uefi_pay_for_a_late_firmware_reboot_after_reset() -> None:
+    # Decided by what the firmware is: qboot starts the kernel at once after a reset.
+    assert not reboots_itself_after_reset("qboot")
+    assert reboots_itself_after_reset("bios")
+    assert reboots_itself_after_reset("uefi")

@@ -101,7 +101,8 @@ def test_a_hung_guest_gives_timeouts_naming_what_was_awaited(vm: petri_nb.Vm):
     vm.console.expect(READY, timeout=20)
 
 
-def test_many_host_resets_never_report_the_firmwares_own_reboots_as_halts(vm: petri_nb.Vm):
+def test_many_host_resets_never_report_the_firmwares_own_reboots_as_halts(fw_vm: petri_nb.Vm):
+    vm = fw_vm
     # SeaBIOS answers a host reset with a hard reboot of its own (0xCF9 then a triple
     # fault); those used to surface now and then as RESET or TRIPLE_FAULT halts.
     for _ in range(40):

@@ -46,6 +46,7 @@
     .set PCI_ADDR, 0xCF8
     .set PCI_DATA, 0xCFC
     .set VGA_PCI_ID, 0x11111234 /* device 1111, vendor 1234 */
+    .set VGA_LFB, 0xC0000000    /* where tmk puts the framebuffer BAR if no firmware did */
     .set GFX_W, 1024
     .set GFX_H, 768
     .set GFX_TOP, 128           /* first shown line: keeps VGA text and font memory intact */
@@ -380,11 +381,32 @@ find_lfb:                       /* EAX = BAR 0 of the standard VGA on bus 0, or 
     jb 1b
     xor eax, eax
     ret
-2:  mov eax, ecx
-    shl eax, 11
-    or eax, 0x80000010
+2:  push ebx
+    mov ebx, ecx
+    shl ebx, 11
+    or ebx, 0x80000004          /* its command register */
+    mov eax, ebx
+    call pci_read
+    or al, 2                    /* memory decoding on */
+    call pci_write_ebx
+    add ebx, 0x0C               /* BAR 0 */
+    mov eax, ebx
     call pci_read
     and eax, 0xFFFFFFF0
+    jnz 3f
+    mov eax, VGA_LFB            /* no firmware placed it (qboot): tmk does */
+    call pci_write_ebx
+3:  pop ebx
+    ret
+
+pci_write_ebx:                  /* dword EAX to config address EBX */
+    push eax
+    mov eax, ebx
+    mov dx, PCI_ADDR
+    out dx, eax
+    pop eax
+    mov dx, PCI_DATA
+    out dx, eax
     ret
 
 cmd_gfx:
