@@ -206,6 +206,8 @@ class VmCore:
                          {"duration_s": duration, "outcome": outcome, "error": error or None}, t=start)
 
     async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, timeout: float | None, what: str) -> T:
+        if not halts:
+            return await self._race_gone(aw, name, timeout, what)
         task = asyncio.ensure_future(aw)
         watchers: set[asyncio.Future[Any]] = set()
         if halts:
@@ -236,6 +238,50 @@ class VmCore:
         finally:
             for fut in (task, *watchers):
                 fut.cancel()
+
+    async def _race_gone(self, aw: Awaitable[T], name: str, timeout: float | None, what: str) -> T:
+        """The control-call race (VM loss and a timeout only), run in the caller's own task.
+
+        Same outcomes as the general race, but with no task, watcher or ``asyncio.wait`` per
+        call (control calls are the hot path): VM loss cancels the call after HALT_GRACE, the
+        timeout cancels it at once, and the cancellation becomes VmGone or PetriTimeout."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        why: list[str] = []  # set once, by the callback that cancels the call
+        grace: list[asyncio.TimerHandle] = []
+
+        def interrupt(reason: str) -> None:
+            if not why:
+                why.append(reason)
+                task.cancel()
+
+        def on_gone(_: object) -> None:
+            grace.append(loop.call_later(HALT_GRACE, interrupt, "gone"))
+
+        timer = None if timeout is None else loop.call_later(timeout, interrupt, "timeout")
+        self._gone.add_done_callback(on_gone)
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            if not why or task.uncancel() > 0:  # not ours, or cancelled from outside as well
+                raise
+            if self._gone.done():
+                raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}") from None
+            raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}") \
+                from None
+        except PetriError:
+            raise
+        except Exception as e:
+            if self._gone.done():
+                raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for handle in grace:
+                handle.cancel()
+            self._gone.remove_done_callback(on_gone)
 
     # -- control calls ----------------------------------------------------------
 
