@@ -76,9 +76,46 @@ def runs_on_runtime_loop(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine
         coro = fn(*args, **kwargs)
         if on_runtime_loop():
             return await coro
-        return await asyncio.wrap_future(submit(coro))  # type: ignore[arg-type]
+        return await _from_other_loop(coro)  # type: ignore[arg-type]
 
     return wrapper
+
+
+async def _from_other_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the runtime loop from another loop: one hop there, one hop back.
+
+    Lighter than ``wrap_future(run_coroutine_threadsafe(...))`` (no concurrent future in
+    between); cancelling the awaiting task cancels the call on the runtime loop."""
+    caller = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = caller.create_future()
+    runtime = runtime_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    def deliver(value: Any, error: BaseException | None) -> None:  # on the caller's loop
+        if answer.done():
+            return
+        if isinstance(error, asyncio.CancelledError):
+            answer.cancel()
+        elif error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value)
+
+    async def run() -> None:  # on the runtime loop
+        value, error = None, None
+        try:
+            value = await coro
+        except BaseException as e:  # handed to the caller's loop, which raises it
+            error = e
+        with contextlib.suppress(RuntimeError):  # the caller's loop was closed meanwhile
+            caller.call_soon_threadsafe(deliver, value, error)
+
+    runtime.call_soon_threadsafe(lambda: tasks.append(runtime.create_task(run())))
+    try:
+        return await answer
+    except asyncio.CancelledError:
+        runtime.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        raise
 
 
 # -- blocking: threads that wait for the loop -------------------------------------
