@@ -104,3 +104,11 @@ def test_only_seabios_and_uefi_pay_for_a_late_firmware_reboot_after_reset() -> N
     assert not reboots_itself_after_reset("qboot")
     assert reboots_itself_after_reset("bios")
     assert reboots_itself_after_reset("uefi")
+
+
+def test_the_linux_preset_boots_with_qboot_unless_it_has_a_tpm() -> None:
+    # qboot gives a TPM guest no memory map (Linux falls back to 35 MiB and panics): SeaBIOS then.
+    from petri_nb.guests.linux import _firmware
+
+    assert _firmware({}) == "qboot"
+    assert _firmware({"tpm": True}) == "bios"
