@@ -83,10 +83,15 @@ def test_a_control_call_that_outlives_its_timeout_is_a_petri_timeout(vm: petri_n
     assert vm.status() == "running"  # the VM and its calls are unharmed
 
 
+async def _in_flight(vm: petri_nb.Vm) -> None:
+    """Until the call just scheduled from this loop waits on the runtime loop (an event, not a sleep)."""
+    await asyncio.to_thread(wait_until, lambda: vm.aio.calls_in_flight > 0, 5, "the call to start")
+
+
 def test_cancelling_an_async_call_from_a_user_loop_cancels_it_on_the_runtime_loop(vm: petri_nb.Vm):
     async def scenario() -> None:
         pending = asyncio.ensure_future(vm.aio.wait_for_halt(timeout=30))
-        await asyncio.sleep(0.2)  # let it start waiting on the runtime loop
+        await _in_flight(vm)
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
@@ -100,7 +105,7 @@ def test_cancelling_an_async_call_from_a_user_loop_cancels_it_on_the_runtime_loo
 def test_a_control_call_when_qemu_is_killed_gives_vm_gone(vm: petri_nb.Vm):
     async def scenario() -> None:
         pending = asyncio.ensure_future(vm.aio.wait_for_halt(timeout=30))
-        await asyncio.sleep(0.2)
+        await _in_flight(vm)
         os.kill(vm.pid, signal.SIGKILL)
         with pytest.raises(VmGone):
             await asyncio.wait_for(pending, 5)
