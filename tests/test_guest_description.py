@@ -30,6 +30,7 @@ from petri_nb.guests.tmk import KERNEL, TMK
     ({"disks": ["/d"], "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
     ({"cdrom": "/x.iso", "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
     ({"kernel": KERNEL, "firmware": "qboot", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
+    ({"kernel": KERNEL, "firmware": "qboot", "ready": "boot"}, "qboot reports none"),
     ({"kernel": KERNEL, "disks": [42]}, "disk path must be a path"),
     ({"kernel": KERNEL, "nics": ["tap0"]}, "nics entries must be"),
     ({"kernel": KERNEL, "name": "a/b"}, "guest name must be"),

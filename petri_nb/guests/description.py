@@ -133,6 +133,9 @@ class Guest:
         if self.firmware == "qboot" and self.kernel is None:
             raise LaunchError("firmware='qboot' boots only a direct kernel (kernel=...), not a disk or CD-ROM; "
                               "use firmware='bios' or 'uefi' to boot from one")
+        if self.firmware == "qboot" and self.ready == "boot":
+            raise LaunchError("ready='boot' waits for the firmware's boot events, and qboot reports none; "
+                              "use a console regex or firmware='bios'")
         if self.firmware_vars is not None and self.firmware in ("bios", "qboot"):
             raise LaunchError("firmware_vars is a UEFI variable store; it needs firmware='uefi' or 'uefi-secure'")
         _int_at_least("memory_mib", self.memory_mib, 16)
