@@ -248,7 +248,7 @@ class VmCore:
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        why: list[str] = []  # set once, by the callback that cancels the call
+        why: list[str] = []  # set once: by the callback that cancels the call, or "finished"
         grace: list[asyncio.TimerHandle] = []
 
         def interrupt(reason: str) -> None:
@@ -256,8 +256,9 @@ class VmCore:
                 why.append(reason)
                 task.cancel()
 
-        def on_gone(_: object) -> None:
-            grace.append(loop.call_later(HALT_GRACE, interrupt, "gone"))
+        def on_gone(_: object) -> None:  # may run after the call ended (already scheduled)
+            if not why:
+                grace.append(loop.call_later(HALT_GRACE, interrupt, "gone"))
 
         timer = None if timeout is None else loop.call_later(timeout, interrupt, "timeout")
         self._gone.add_done_callback(on_gone)
@@ -277,6 +278,8 @@ class VmCore:
                 raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
             raise
         finally:
+            if not why:
+                why.append("finished")  # a late on_gone or timer must not cancel the caller's next work
             if timer is not None:
                 timer.cancel()
             for handle in grace:
