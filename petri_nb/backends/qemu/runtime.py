@@ -182,7 +182,7 @@ class QemuRuntime(Runtime):
         # the action to a real reset while it runs. SeaBIOS finds its RAM already
         # initialised after any reset and reboots once more itself ("Attempting a
         # hard reboot"); that guest reset belongs to this call, not to the guest.
-        # qboot does not, so its resets skip that wait (decided by the firmware).
+        # qboot and OVMF do not, so their resets skip that wait (decided by the firmware).
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
             await self._relaunch()
             self.relaunch_pending = False
@@ -202,7 +202,7 @@ class QemuRuntime(Runtime):
         self._pump.restarted()
 
     async def _absorb_firmware_reboot(self, resets: EventListener) -> None:
-        """Wait out SeaBIOS's own reboot after a host reset (bounded: OVMF may not do one)."""
+        """Wait out SeaBIOS's own reboot after a host reset (bounded: a firmware not measured may not do one)."""
         with contextlib.suppress(PetriTimeout):
             await self._next_reset(resets, True, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
             # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
