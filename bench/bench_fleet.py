@@ -43,6 +43,32 @@ def on_cluster(client: Client, runs: int, tmp: str) -> tuple[float, float]:
     return elapsed, float(result.outcomes["duration_s"].mean())
 
 
+def by_firmware(runs: int = 30, rounds: int = 2) -> list[dict[str, object]]:
+    """Runs/min of the ``halt-each`` fleet on 2 workers with tmk under SeaBIOS (before) and qboot (after)."""
+    client = fleet.local_client(2)
+    walls: dict[str, list[float]] = {"bios": [], "qboot": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fleet.run("halt-each", runs=2, client=client, rundir=f"{tmp}/{uuid.uuid4()}", progress=False)  # warm-up
+            for _ in range(rounds):
+                for fw, wall in walls.items():
+                    t0 = time.perf_counter()
+                    result = fleet.run("halt-each", runs=runs, client=client, rundir=f"{tmp}/{uuid.uuid4()}",
+                                       progress=False, firmware=fw)
+                    wall.append(time.perf_counter() - t0)
+                    assert (result.outcomes["status"] == "ok").all(), result.outcomes
+    finally:
+        client.close()
+    rate = {fw: 60 * runs / statistics.median(wall) for fw, wall in walls.items()}
+    name = f"fleet halt-each, 2 workers ({runs} runs x {rounds})"
+    return [
+        {"benchmark": name, "measure": "tmk on SeaBIOS (before)", "value": rate["bios"], "unit": "runs/min",
+         "ratio": 1.0, "target": None},
+        {"benchmark": name, "measure": "tmk on qboot (after)", "value": rate["qboot"], "unit": "runs/min",
+         "ratio": rate["qboot"] / rate["bios"], "target": None},
+    ]
+
+
 def main(runs: int = 40, rounds: int = 3) -> dict[str, float]:
     """Rounds alternate the three ways so machine noise (other VMs on a shared box) hits all alike."""
     clients, start = {}, {}

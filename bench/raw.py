@@ -28,14 +28,20 @@ def same_command_line(argv: list[str], ours: Path, mine: Path) -> list[str]:
 class RawQemu:
     """One hand-started QEMU: process, QMP client and console stream."""
 
-    def __init__(self, argv_template: list[str], template_dir: Path) -> None:
+    def __init__(self, argv_template: list[str], template_dir: Path, second_qmp: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="petri_nb-bench-raw-"))
         self.argv = same_command_line(argv_template, template_dir, self.dir)
+        if second_qmp:  # for a client of its own, e.g. qemu.qmp's legacy sync client
+            self.argv += ["-qmp", f"unix:{self.second_qmp},server=on,wait=off"]
         self.qmp = QMPClient("raw")
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._seen = b""
+
+    @property
+    def second_qmp(self) -> Path:
+        return self.dir / "qmp2.sock"
 
     async def start(self) -> float:
         """Spawn QEMU and return seconds until the banner appeared."""

@@ -27,6 +27,29 @@ def _vm_soak(vm: petri_nb.Vm, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_firmware_soak(n: int = 200, rounds: int = 5) -> list[dict[str, object]]:
+    """Resets/s of tmk under qboot and under SeaBIOS, one VM each, rounds alternating between them."""
+    vms = {fw: petri_nb.launch("tmk", name=f"bench-soak-{fw}", firmware=fw) for fw in ("qboot", "bios")}
+    per_round = max(1, n // rounds)
+    spent = dict.fromkeys(vms, 0.0)
+    try:
+        for _ in range(rounds):
+            for fw, vm in vms.items():
+                spent[fw] += _vm_soak(vm, per_round)
+    finally:
+        for vm in vms.values():
+            vm.teardown()
+    total = per_round * rounds
+    rate = {fw: total / seconds for fw, seconds in spent.items()}
+    name = f"reset soak by firmware ({total} resets to banner, each)"
+    return [
+        {"benchmark": name, "measure": "Vm, SeaBIOS", "value": rate["bios"], "unit": "resets/s", "ratio": 1.0,
+         "target": None, "at_most": 10},
+        {"benchmark": name, "measure": "Vm, qboot", "value": rate["qboot"], "unit": "resets/s",
+         "ratio": rate["qboot"] / rate["bios"], "target": None, "at_least": 60},
+    ]
+
+
 def run_soak(n: int = 60, rounds: int = 5) -> list[dict[str, object]]:
     """Rounds alternate raw / timeline on / timeline off, so load from other work hits all three."""
     vm = petri_nb.launch("tmk", name="bench-soak")

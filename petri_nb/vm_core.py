@@ -1,18 +1,16 @@
-"""VmCore: one VM's state, its event sink and the race every runtime call runs in.
+"""VmCore: the race every runtime call runs in, and the control calls.
 
 Every runtime call is raced against the VM going away, and calls that need a
 running guest (console, agent, ``wait_for_halt_or``) are raced against it
 halting too, as in petri: a crashed guest gives ``VmHalted: <reason>``, a dead
-QEMU gives ``VmGone``, never a hang. The state lives here once (``RunState``,
-changed only by ``_transition``); the feature mixins (petri_nb.state,
-petri_nb.debug) build on this class, and ``petri_nb.vm.AsyncVm`` puts them together.
+QEMU gives ``VmGone``, never a hang. The state these races read lives in
+``VmEvents`` (vm_events.py); the feature mixins (petri_nb.state, petri_nb.debug)
+build on this class, and ``petri_nb.vm.AsyncVm`` puts them together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import dataclasses
 import inspect
 import logging
 import time
@@ -23,16 +21,11 @@ import pandas as pd
 from PIL import Image
 
 from . import live
-from .backends.base import Runtime
-from .boot import BootEvent
-from .console import AsyncConsole
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
-from .guests import Guest
-from .halt import Halt, HaltReason, Stop
+from .halt import Halt, HaltReason
 from .loop import in_own_thread, runs_on_runtime_loop
-from .run_state import Fact, RunState, next_state
-from .timeline import Timeline
-from .validation import checked
+from .run_state import Fact, RunState
+from .vm_events import VmEvents
 
 T = TypeVar("T")
 V = TypeVar("V", bound="VmCore")
@@ -47,152 +40,13 @@ HALT_GRACE = 0.25
 CONTROL_TIMEOUT = 30.0
 #: How long an abandoned call (timeout, halt, Ctrl-C) may take to clean up before we answer.
 CANCEL_SETTLE = 5.0
-#: Stop reasons (gdb/MI) that are breakpoint hits rather than steps or our own pauses.
-HIT_REASONS = {"breakpoint-hit", "watchpoint-trigger", "access-watchpoint-trigger", "read-watchpoint-trigger"}
 
 
-class VmCore:
-    """A running VM's state and control calls. Methods are coroutines usable from any event loop."""
-
-    def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
-        self.name = name
-        self.guest = guest
-        self.runtime = runtime
-        self._timeline = Timeline(name)
-        self.console = AsyncConsole(self._record, self._call, runtime.write_console)
-        self.halts: list[Halt] = []
-        self._pending: collections.deque[Halt] = collections.deque()
-        self._halt_signal = asyncio.Event()
-        # Done once QEMU is gone or torn down: a plain future, awaited by every call's race
-        # without a watcher task of its own (control calls are the hot path).
-        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.gone_reason: str | None = None
-        self._state = RunState.STARTING
-        self._state_observers: list[StateObserver] = []
-        self.calls_in_flight = 0  # runtime calls awaiting an answer right now
-        self._bp_signal = asyncio.Event()
-        self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
-        self.boot_events: list[BootEvent] = []
-        self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
-        self._boot_signal = asyncio.Event()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
-
-    @property
-    def state(self) -> RunState:
-        """What the VM is doing now; changes are pushed to ``observe_state`` subscribers."""
-        return self._state
-
-    @property
-    def torn_down(self) -> bool:
-        return self._state is RunState.TORN_DOWN
-
-    @property
-    def pid(self) -> int | None:
-        """The backend process id (QEMU's), or None when there is none (yet, or any more)."""
-        return self.runtime.pid
-
-    @checked
-    def observe_state(self, callback: StateObserver) -> Callable[[], None]:
-        """Call ``callback(old, new)`` on the runtime loop at every state change; returns an unsubscribe."""
-        self._state_observers.append(callback)
-        return lambda: self._state_observers.remove(callback) if callback in self._state_observers else None
-
-    def _transition(self, fact: Fact) -> None:
-        """The one place the state changes: the fact decides it (run_state.next_state)."""
-        new = next_state(self._state, fact)
-        if new is self._state:
-            return
-        old, self._state = self._state, new
-        for callback in list(self._state_observers):
-            try:
-                callback(old, new)
-            except Exception:  # an observer's bug must not break the VM
-                _log.exception("state observer %r failed", callback)
-
-    @property
-    def run_id(self) -> str:
-        return self._timeline.run
-
-    @property
-    def last_halt(self) -> Halt | None:
-        return self.halts[-1] if self.halts else None
-
-    @property
-    def uptime(self) -> float:
-        return self._timeline.now()
-
-    # -- EventSink: the backend reports here, on the runtime loop ------------
-
-    def _record(self, source: str, kind: str, detail: str = "", data: Any = None,
-                reason: str | None = None, t: float | None = None) -> None:
-        self._timeline.record(source, kind, detail, data, reason, t)
-
-    def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
-        self._record(source, kind, detail, data)
-        if source == "qmp" and kind in ("STOP", "RESUME"):
-            self._transition(Fact.STOPPED if kind == "STOP" else Fact.RESUMED)
-        elif source == "qmp" and kind == "RESET" and not (data or {}).get("guest"):
-            # A host reset: ours, or the live view's button on its own monitor. The halts
-            # before it are answered, and a halted VM runs again.
-            self._acknowledge_halts(len(self.halts))
-            self._transition(Fact.RESTARTED)
-
-    def halted(self, halt: Halt) -> None:
-        halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
-        self.halts.append(halt)
-        self._pending.append(halt)
-        self._halt_signal.set()
-        self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
-        self._transition(Fact.HALTED)
-
-    def boot_event(self, event: BootEvent) -> None:
-        event = dataclasses.replace(event, t=self._timeline.now())
-        self.boot_events.append(event)
-        self._boot_unread += 1
-        self._boot_signal.set()
-        self._record("boot", event.kind, event.detail, {"firmware": event.firmware, "line": event.line}, t=event.t)
-
-    def console_data(self, data: bytes) -> None:
-        self.console.feed(data)
-
-    def gone(self, reason: str) -> None:
-        self.gone_reason = reason
-        self._mark_gone()
-        self._record("runtime", "gone", reason)
-        self._transition(Fact.GONE)
-    @property
-    def breakpoint_stop(self) -> Stop | None:
-        """The breakpoint the guest is stopped at, if any."""
-        return self._bp_stops[-1] if self._bp_signal.is_set() else None
-
-    def debug_stopped(self, payload: dict[str, Any]) -> None:
-        reason = payload.get("reason", "")
-        try:
-            addr = int(payload.get("frame", {}).get("addr", "0"), 16)
-        except ValueError:
-            addr = 0
-        if reason in HIT_REASONS:
-            stop = Stop(addr, reason, self.uptime, payload)
-            self._bp_stops.append(stop)
-            self._bp_signal.set()
-            self._record("runtime", "breakpoint", f"{reason} at 0x{addr:x}", payload)
-
-    def debug_running(self) -> None:
-        self._bp_signal.clear()
+class VmCore(VmEvents):
+    """A running VM's runtime calls, each raced against VM loss (and halts). Methods are
+    coroutines usable from any event loop."""
 
     # -- racing ---------------------------------------------------------------
-
-    def _check_usable(self) -> None:
-        if self.torn_down:
-            raise PetriError(f"VM {self.name} was torn down")
-        if self._gone.done():
-            raise VmGone(f"VM {self.name} is gone: {self.gone_reason}")
-
-    def _mark_gone(self) -> None:
-        if not self._gone.done():
-            self._gone.set_result(None)
 
     async def _call(self, name: str, aw: Awaitable[T], *, halts: bool = False, breakpoints: bool = False,
                     timeout: float | None = CONTROL_TIMEOUT, what: str = "") -> T:
@@ -218,6 +72,8 @@ class VmCore:
 
     async def _race(self, aw: Awaitable[T], name: str, *, halts: bool, breakpoints: bool, timeout: float | None,
                     what: str) -> T:
+        if not halts and not breakpoints:
+            return await self._race_gone(aw, name, timeout, what)
         task = asyncio.ensure_future(aw)
         watchers: set[asyncio.Future[Any]] = set()
         if halts:
@@ -255,6 +111,53 @@ class VmCore:
                 task.cancel()
                 await asyncio.wait({task}, timeout=CANCEL_SETTLE)
 
+    async def _race_gone(self, aw: Awaitable[T], name: str, timeout: float | None, what: str) -> T:
+        """The control-call race (VM loss and a timeout only), run in the caller's own task.
+
+        Same outcomes as the general race, but with no task, watcher or ``asyncio.wait`` per
+        call (control calls are the hot path): VM loss cancels the call after HALT_GRACE, the
+        timeout cancels it at once, and the cancellation becomes VmGone or PetriTimeout."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        why: list[str] = []  # set once: by the callback that cancels the call, or "finished"
+        grace: list[asyncio.TimerHandle] = []
+
+        def interrupt(reason: str) -> None:
+            if not why:
+                why.append(reason)
+                task.cancel()
+
+        def on_gone(_: object) -> None:  # may run after the call ended (already scheduled)
+            if not why:
+                grace.append(loop.call_later(HALT_GRACE, interrupt, "gone"))
+
+        timer = None if timeout is None else loop.call_later(timeout, interrupt, "timeout")
+        self._gone.add_done_callback(on_gone)
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            if not why or task.uncancel() > 0:  # not ours, or cancelled from outside as well
+                raise
+            if self._gone.done():
+                raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}") from None
+            raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}") \
+                from None
+        except PetriError:
+            raise
+        except Exception as e:
+            if self._gone.done():
+                raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
+            raise
+        finally:
+            if not why:
+                why.append("finished")  # a late on_gone or timer must not cancel the caller's next work
+            if timer is not None:
+                timer.cancel()
+            for handle in grace:
+                handle.cancel()
+            self._gone.remove_done_callback(on_gone)
+
     # -- control calls ----------------------------------------------------------
 
     @runs_on_runtime_loop
@@ -264,13 +167,6 @@ class VmCore:
         await self._call("reset", self.runtime.reset())
         self._acknowledge_halts(before)  # a halt during the reset (a guest crashing at once) stays pending
         self._transition(Fact.RESTARTED)
-
-    def _acknowledge_halts(self, upto: int | None = None) -> None:
-        """Drop pending halts (only the first ``upto`` of ``self.halts``, if given)."""
-        older = {id(h) for h in self.halts[:upto]}
-        self._pending = collections.deque(h for h in self._pending if id(h) not in older)
-        if not self._pending:
-            self._halt_signal.clear()
 
     @runs_on_runtime_loop
     async def pause(self) -> None:

@@ -68,6 +68,16 @@ def vm() -> Iterator[petri_nb.Vm]:
         machine.teardown()
 
 
+@pytest.fixture(params=["qboot", "bios"])
+def fw_vm(request: pytest.FixtureRequest) -> Iterator[petri_nb.Vm]:
+    """A running tmk VM under each firmware that boots it: qboot (the default) and SeaBIOS."""
+    machine = petri_nb.launch("tmk", firmware=request.param)
+    try:
+        yield machine
+    finally:
+        machine.teardown()
+
+
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
     """An in-process IPython shell with the extension loaded; its VMs are torn down afterwards."""

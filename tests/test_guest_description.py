@@ -9,6 +9,7 @@ import pytest
 import petri_nb
 from petri_nb import Disk, Guest, LaunchError, Nic
 from petri_nb.backends import create_runtime, register_backend
+from petri_nb.backends.qemu.firmware import QBOOT, firmware_args, reboots_itself_after_reset
 from petri_nb.guests import describe, known_guests, register_guest
 from petri_nb.guests.tmk import KERNEL, TMK
 
@@ -26,6 +27,10 @@ from petri_nb.guests.tmk import KERNEL, TMK
     ({"kernel": KERNEL, "append": "a\nb"}, "append must be a one-line string"),
     ({"initrd": "/x", "disks": ["/d"]}, "initrd and append need a kernel"),
     ({"disks": "/one/path", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
+    ({"disks": ["/d"], "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
+    ({"cdrom": "/x.iso", "firmware": "qboot"}, "firmware='qboot' boots only a direct kernel"),
+    ({"kernel": KERNEL, "firmware": "qboot", "firmware_vars": "/v"}, "firmware_vars is a UEFI variable store"),
+    ({"kernel": KERNEL, "firmware": "qboot", "ready": "boot"}, "qboot reports none"),
     ({"kernel": KERNEL, "disks": [42]}, "disk path must be a path"),
     ({"kernel": KERNEL, "nics": ["tap0"]}, "nics entries must be"),
     ({"kernel": KERNEL, "name": "a/b"}, "guest name must be 1-64 letters"),
@@ -86,3 +91,26 @@ def test_launch_routes_a_guest_to_the_backend_it_names() -> None:
     assert "routed" not in [vm.name for vm in petri_nb.vm.live_vms()]  # the name is free again
     with pytest.raises(LaunchError, match="unknown backend 'openvmm'"):
         create_runtime(TMK.replace(backend="openvmm"), "x", "tcg")
+
+
+def test_tmk_defaults_to_qboot_and_seabios_stays_selectable(tmp_path: Path) -> None:
+    assert TMK.firmware == "qboot"
+    assert describe("tmk", firmware="bios").firmware == "bios"
+    assert firmware_args("qboot", tmp_path) == ["-bios", str(QBOOT)]
+    assert firmware_args("bios", tmp_path) == []
+
+
+def test_only_seabios_pays_for_a_late_firmware_reboot_after_reset() -> None:
+    # Decided by what the firmware is: qboot and OVMF start the kernel at once after a reset.
+    assert not reboots_itself_after_reset("qboot")
+    assert not reboots_itself_after_reset("uefi")
+    assert reboots_itself_after_reset("bios")
+    assert reboots_itself_after_reset("uefi-secure")  # not measured: keeps the bounded wait
+
+
+def test_the_linux_preset_boots_with_qboot_unless_it_has_a_tpm() -> None:
+    # qboot gives a TPM guest no memory map (Linux falls back to 35 MiB and panics): SeaBIOS then.
+    from petri_nb.guests.linux import _firmware
+
+    assert _firmware({}) == "qboot"
+    assert _firmware({"tpm": True}) == "bios"

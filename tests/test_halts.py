@@ -21,7 +21,9 @@ from tests.conftest import wait_until
         ("hibernate", HaltReason.HIBERNATE, "S4"),
     ],
 )
-def test_each_tmk_command_gives_its_halt_reason(vm: petri_nb.Vm, command: str, reason: HaltReason, detail: str):
+def test_each_tmk_command_gives_its_halt_reason(fw_vm: petri_nb.Vm, command: str, reason: HaltReason,
+                                                detail: str):
+    vm = fw_vm
     vm.console.write(command + "\n")
     halt = vm.wait_for_halt(timeout=20)
     assert halt.reason is reason
@@ -32,7 +34,8 @@ def test_each_tmk_command_gives_its_halt_reason(vm: petri_nb.Vm, command: str, r
     assert list(rows["reason"]) == [reason.name]
 
 
-def test_halted_vm_keeps_its_process_and_restarts_on_reset(vm: petri_nb.Vm):
+def test_halted_vm_keeps_its_process_and_restarts_on_reset(fw_vm: petri_nb.Vm):
+    vm = fw_vm
     vm.console.write("poweroff\n")
     assert vm.wait_for_halt(timeout=20).reason is HaltReason.POWER_OFF
     assert vm.status() == "shutdown"
@@ -41,6 +44,12 @@ def test_halted_vm_keeps_its_process_and_restarts_on_reset(vm: petri_nb.Vm):
     vm.console.write("count\n")
     assert vm.console.expect(r"count=(\d+)").group(1) == "1"
     assert vm.state == "running"
+
+
+def test_the_acpi_power_button_powers_tmk_off(fw_vm: petri_nb.Vm):
+    fw_vm.send_shutdown("poweroff")
+    assert fw_vm.wait_for_halt(timeout=20).reason is HaltReason.POWER_OFF
+    assert "tmk: power button" in fw_vm.console.text
 
 
 def test_guest_reset_with_allow_reset_is_recorded_and_waiting_continues(vm: petri_nb.Vm):

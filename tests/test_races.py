@@ -12,6 +12,7 @@ import pytest
 
 import petri_nb
 from petri_nb import HaltReason, VmGone, VmHalted
+from tests.conftest import wait_until
 
 
 def test_console_expect_pending_when_tmk_panics_raises_vm_halted(vm: petri_nb.Vm):
@@ -71,3 +72,42 @@ def test_calls_after_teardown_fail_clearly_and_teardown_is_idempotent():
     vm.teardown()
     with pytest.raises(petri_nb.PetriError, match="torn down"):
         vm.reset()
+
+
+def test_a_control_call_that_outlives_its_timeout_is_a_petri_timeout(vm: petri_nb.Vm):
+    # wait_for_halt runs the control-call race (VM loss and timeout, no halt watcher).
+    t0 = time.monotonic()
+    with pytest.raises(petri_nb.PetriTimeout, match="waiting for the VM to halt"):
+        vm.wait_for_halt(timeout=0.2)
+    assert time.monotonic() - t0 < 2
+    assert vm.status() == "running"  # the VM and its calls are unharmed
+
+
+async def _in_flight(vm: petri_nb.Vm) -> None:
+    """Until the call just scheduled from this loop waits on the runtime loop (an event, not a sleep)."""
+    await asyncio.to_thread(wait_until, lambda: vm.aio.calls_in_flight > 0, 5, "the call to start")
+
+
+def test_cancelling_an_async_call_from_a_user_loop_cancels_it_on_the_runtime_loop(vm: petri_nb.Vm):
+    async def scenario() -> None:
+        pending = asyncio.ensure_future(vm.aio.wait_for_halt(timeout=30))
+        await _in_flight(vm)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+
+    asyncio.run(scenario())
+    wait_until(lambda: "CancelledError" in " ".join(vm.timeline().query("kind == 'wait_for_halt()'")["detail"]),
+               timeout=5, what="the cancelled call on the timeline")
+    assert vm.status() == "running"
+
+
+def test_a_control_call_when_qemu_is_killed_gives_vm_gone(vm: petri_nb.Vm):
+    async def scenario() -> None:
+        pending = asyncio.ensure_future(vm.aio.wait_for_halt(timeout=30))
+        await _in_flight(vm)
+        os.kill(vm.pid, signal.SIGKILL)
+        with pytest.raises(VmGone):
+            await asyncio.wait_for(pending, 5)
+
+    asyncio.run(scenario())

@@ -10,7 +10,8 @@ import pytest
 import petri_nb
 from petri_nb.loop import runtime_loop
 
-# The 16 text colours as QEMU's VGA renders SeaBIOS's default palette (measured).
+# The 16 text colours as QEMU's VGA renders SeaBIOS's default palette (measured); tmk
+# loads the same EGA palette itself, so qboot gives the same pixels.
 _LEVEL = {0: 0, 1: 87, 2: 168, 3: 255}
 VGA_PALETTE = [
     tuple(_LEVEL[c] for c in rgb)
@@ -21,7 +22,8 @@ VGA_PALETTE = [
 ]
 
 
-def test_screenshot_after_draw_shows_the_pattern(vm: petri_nb.Vm):
+def test_screenshot_after_draw_shows_the_pattern(fw_vm: petri_nb.Vm):
+    vm = fw_vm
     vm.console.write("draw 3\n")
     vm.console.expect("drawn 3")
     img = vm.screenshot()

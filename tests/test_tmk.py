@@ -76,3 +76,17 @@ def test_kvm_launch_never_hangs_on_a_halt():
         assert halt.reason in (petri_nb.HaltReason.TRIPLE_FAULT, petri_nb.HaltReason.OTHER)
         if halt.reason is petri_nb.HaltReason.OTHER:
             assert "internal-error" in halt.detail
+
+
+def test_the_shipped_font_is_the_one_tools_tmk_font_makes():
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tmk_font", Path(__file__).parent.parent / "tools" / "tmk_font.py")
+    assert spec is not None and spec.loader is not None
+    tmk_font = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tmk_font)
+    font = (Path(tmk.__file__).parent / "font8x16.bin").read_bytes()
+    assert len(font) == 256 * 16
+    assert hashlib.sha256(font).hexdigest() == tmk_font.SHA256
+    assert font[0xDB * 16:0xDC * 16] == b"\xff" * 16  # the full block `draw N` fills the screen with

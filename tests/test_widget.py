@@ -145,11 +145,13 @@ def test_buttons_reset_pause_and_resume_the_vm(vm: petri_nb.Vm, view: VmView):
 
 
 def test_power_off_button_presses_the_acpi_power_button(vm: petri_nb.Vm, view: VmView):
-    # tmk has no ACPI power-button handler: QEMU reports POWERDOWN and the guest runs on.
+    # tmk obeys the ACPI power button: QEMU reports POWERDOWN and the guest powers off.
     Browser(view).reply({"type": "action", "action": "poweroff"})
     wait_until(lambda: len(vm.timeline().query("kind == 'POWERDOWN'")) == 1, what="QEMU's POWERDOWN event")
+    assert vm.wait_for_halt(timeout=20).reason is petri_nb.HaltReason.POWER_OFF
     assert vm.timeline().query("kind == 'send_shutdown()'")["detail"].iloc[0].startswith("ok")
-    assert vm.state == "running" and view.error == ""
+    wait_until(lambda: view.state == "halted", what="the halted state in the view")
+    assert view.error == ""
 
 
 def test_failed_button_actions_show_an_error(vm: petri_nb.Vm, view: VmView):

@@ -22,7 +22,8 @@ from typing import Any, Union
 
 from ..errors import LaunchError
 
-FIRMWARES = ("bios", "uefi", "uefi-secure")
+#: "bios" is SeaBIOS; "qboot" is a minimal BIOS for direct kernel boot (kernel=... only).
+FIRMWARES = ("bios", "qboot", "uefi", "uefi-secure")
 #: Guest and VM names end up in run-dir names, timelines and file names: short and path-safe.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AGENTS = ("qga", "petri")
@@ -132,7 +133,13 @@ class Guest:
             raise LaunchError("initrd and append need a kernel to direct-boot (kernel=...)")
         if self.firmware not in FIRMWARES:
             raise LaunchError(f"unknown firmware {self.firmware!r}; choose one of {', '.join(FIRMWARES)}")
-        if self.firmware_vars is not None and self.firmware == "bios":
+        if self.firmware == "qboot" and self.kernel is None:
+            raise LaunchError("firmware='qboot' boots only a direct kernel (kernel=...), not a disk or CD-ROM; "
+                              "use firmware='bios' or 'uefi' to boot from one")
+        if self.firmware == "qboot" and self.ready == "boot":
+            raise LaunchError("ready='boot' waits for the firmware's boot events, and qboot reports none; "
+                              "use a console regex or firmware='bios'")
+        if self.firmware_vars is not None and self.firmware in ("bios", "qboot"):
             raise LaunchError("firmware_vars is a UEFI variable store; it needs firmware='uefi' or 'uefi-secure'")
         _int_at_least("memory_mib", self.memory_mib, 16)
         _int_at_least("cpus", self.cpus, 1)

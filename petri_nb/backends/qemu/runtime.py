@@ -6,22 +6,22 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from ...errors import AgentError, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone
+from ...errors import AgentError, LaunchError, NotSupported, PetriError, VmGone
 from ...guests.description import Guest
 from ...introspect import InspectNode
 from ..base import EventSink, Runtime
 from . import agent_port, command, cpu, disks, display, migration, rundirs
 from .boot_events import BootWatcher
-from .firmware import VARS_FILE, firmware_args
+from .firmware import VARS_FILE, firmware_args, has_variable_store, reboots_itself_after_reset
 from .gdb import Debugger
 from .halts import CpuLog, EventPump
+from .host_reset import host_reset
 from .hotplug import PcieHotplug
 from .instance import QemuInstance
 from .introspect import QmpInspector
@@ -38,7 +38,6 @@ START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
 #: QEMU run states of a halted VM: only a reset (or restore) makes it run again.
 HALTED_STATES = ("shutdown", "guest-panicked", "internal-error")
-FIRMWARE_REBOOT_TIMEOUT = 5.0
 #: Bound on starting a replacement QEMU (restore, relaunch) and loading a state into it.
 REPLACE_TIMEOUT = migration.MIGRATE_TIMEOUT
 #: How long the QEMU a restore or relaunch replaces gets to quit before it is killed.
@@ -70,6 +69,7 @@ class QemuRuntime(Runtime):
         self._screen_lock = asyncio.Lock()
         self._console_seen = asyncio.Event()
         self.relaunch_pending = False  # update_command_line() was called: reset() starts a new QEMU
+        self._firmware_reboots = reboots_itself_after_reset(guest.firmware)
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
         self._spares: set[QemuInstance] = set()  # replacement QEMUs not (yet) the VM's: discarded at teardown
@@ -192,41 +192,14 @@ class QemuRuntime(Runtime):
                       f"it can no longer be controlled, tear it down")
 
     async def reset(self) -> None:
-        # Guest resets are halts (-action reboot=shutdown), so a host reset switches
-        # the action to a real reset while it runs. SeaBIOS finds its RAM already
-        # initialised after any reset and reboots once more itself ("Attempting a
-        # hard reboot"); that guest reset belongs to this call, not to the guest.
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
             await self._relaunch()
             self.relaunch_pending = False
             return
         self._boot.restarted()
-        resets = EventListener(("RESET",))
-        with self.qmp.listen(resets):
-            await self._execute("set-action", {"reboot": "reset"})
-            try:
-                await self._execute("system_reset")
-                await self._next_reset(resets, False, "QEMU's RESET event", START_TIMEOUT)
-                if await self.status() != "running":
-                    await self._execute("cont")
-                with contextlib.suppress(PetriTimeout):
-                    await self._next_reset(resets, True, "the firmware's reboot", FIRMWARE_REBOOT_TIMEOUT)
-                    # SeaBIOS's hard reboot fires 0xCF9 and then a triple fault; either may land
-                    # late, even mid-POST, which starts another hard reboot. Only the guest's own
-                    # first console output (SeaBIOS prints none on COM1) proves the firmware is done.
-                    self._console_seen.clear()
-                    await self._wait(self._console_seen.wait(), "the guest's console output", FIRMWARE_REBOOT_TIMEOUT)
-            finally:
-                await self._execute("set-action", {"reboot": "shutdown"})
+        await host_reset(self._execute, lambda listener: self.qmp.listen(listener), self.status, self._console_seen,
+                         self._firmware_reboots)
         self._pump.restarted()
-
-    async def _next_reset(self, resets: EventListener, by_guest: bool, what: str, timeout: float) -> None:
-        """The next RESET event caused by the guest (``by_guest``) or by the host."""
-        async def matching() -> None:
-            async for event in resets:
-                if bool(event.get("data", {}).get("guest")) == by_guest:
-                    return
-        await self._wait(matching(), what, timeout)
 
     async def _relaunch(self) -> None:
         """A fresh QEMU from the updated argv replaces this one and runs (the guest boots from scratch)."""
@@ -260,13 +233,6 @@ class QemuRuntime(Runtime):
             with display.sockets_kept(self.rundir, SERVED_SOCKETS):
                 await old.stop(OLD_QEMU_GRACE)
         await self.debugger.rearm()
-
-    @staticmethod
-    async def _wait(aw: Awaitable[Any], what: str, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(aw, timeout)
-        except asyncio.TimeoutError:
-            raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
 
     async def pause(self) -> None:
         if debugger := self.debugger.attached():
@@ -393,7 +359,7 @@ class QemuRuntime(Runtime):
             shutil.rmtree(self.rundir, ignore_errors=True)
 
     async def firmware_vars(self) -> bytes:
-        if self.rundir is None or self.guest.firmware == "bios":
+        if self.rundir is None or not has_variable_store(self.guest.firmware):
             raise NotSupported(f"VM {self.name} has no UEFI variable store: "
                                f"it boots with firmware={self.guest.firmware!r}")
         return await asyncio.to_thread((self.rundir / VARS_FILE).read_bytes)

@@ -9,7 +9,13 @@
  * Commands: poweroff reset triplefault panic hibernate hang count
  *           draw N  echo TEXT  gfx  text
  *
- * The CPU idles in hlt between inputs (COM1 and keyboard interrupts wake it),
+ * It needs no firmware services, so it boots the same under SeaBIOS and under
+ * qboot (which runs no VGA BIOS and leaves the chipset alone): it sets up 80x25
+ * text mode with its own font and palette, and programs the ICH9 power
+ * management base and ACPI enable, so poweroff, hibernate and the ACPI power
+ * button (QMP system_powerdown: tmk powers off) work under either.
+ *
+ * The CPU idles in hlt between inputs (COM1, keyboard and SCI interrupts wake it),
  * so many tmk VMs can run side by side under TCG. In gfx mode (Bochs VBE
  * 1024x768x32, for measuring the live view on a big changing screen) the PIT
  * wakes it 60 times a second to draw the next animation frame.
@@ -21,7 +27,14 @@
     .set MB_FLAGS, 0
     .set COM1, 0x3F8
     .set VGA_TEXT, 0xB8000
-    .set PM1_CNT, 0x604         /* q35 ACPI PM1 control (PM base 0x600) */
+    .set PM_BASE, 0x600         /* ICH9 ACPI PM I/O base, as SeaBIOS sets it */
+    .set PM1_STS, PM_BASE       /* status: write 1 to clear */
+    .set PM1_EN, PM_BASE + 2
+    .set PM1_CNT, PM_BASE + 4
+    .set PWRBTN, 0x100          /* power button bit in PM1_STS and PM1_EN */
+    .set LPC_PMBASE, 0x8000F840 /* PCI config address of LPC 00:1f.0 register 0x40 */
+    .set LPC_ACPI_CTRL, 0x8000F844
+    .set ACPI_EN, 0x80          /* in ACPI_CTRL; SCI stays on IRQ 9 */
     .set SLP_S5, 0x2000         /* SLP_EN | SLP_TYP 0 */
     .set SLP_S4, 0x2800         /* SLP_EN | SLP_TYP 2 (ICH9 s4_val) */
     .set RESET_CTL, 0xCF9
@@ -33,12 +46,20 @@
     .set PCI_ADDR, 0xCF8
     .set PCI_DATA, 0xCFC
     .set VGA_PCI_ID, 0x11111234 /* device 1111, vendor 1234 */
+    .set VGA_LFB, 0xC0000000    /* where tmk puts the framebuffer BAR if no firmware did */
     .set GFX_W, 1024
     .set GFX_H, 768
     .set GFX_TOP, 128           /* first shown line: keeps VGA text and font memory intact */
     .set GFX_BG, 0x00203050
     .set BAR_W, 64
     .set PIT_DIVISOR, 19886     /* 1193182 Hz / 60 */
+    .set PIC1_MASK, 0xE9        /* unmasked: IRQ1 keyboard, IRQ2 cascade, IRQ4 COM1 */
+    .set PIC1_MASK_GFX, 0xE8    /* ... and IRQ0, the PIT */
+    .set PIC2_MASK, 0xFD        /* unmasked: IRQ9, the ACPI SCI */
+    .set VGA_PLANES, 0xA0000    /* VGA memory with the planes unchained (font loading) */
+    .set LAPIC_SVR, 0xFEE000F0  /* local APIC: spurious vector, bit 8 enables */
+    .set LAPIC_LINT0, 0xFEE00350
+    .set LAPIC_LINT1, 0xFEE00360
 
     .section .multiboot, "a"
     .align 4
@@ -64,6 +85,8 @@ _start:
     call pic_init
     call idt_init
     call kbd_init
+    call acpi_init
+    call vga_init
     call screen_banner
     mov esi, offset msg_ready
     call puts
@@ -74,6 +97,7 @@ main_loop:
     jnz 2f
     call poll_keyboard
     jnz 3f
+    call poll_power_button
     cmp byte ptr [gfx_on], 0
     je 1f
     mov eax, [ticks]
@@ -124,6 +148,11 @@ serial_init:
     ret
 
 pic_init:
+    /* Virtual wire mode, as a BIOS leaves it: PIC interrupts reach the CPU through
+     * LINT0. Under qboot LINT0 stays masked and the PIC's interrupts are lost. */
+    mov dword ptr [LAPIC_SVR], 0x1FF
+    mov dword ptr [LAPIC_LINT0], 0x8700 /* ExtINT */
+    mov dword ptr [LAPIC_LINT1], 0x8400 /* NMI */
     mov al, 0x11
     out 0x20, al
     out 0xA0, al
@@ -138,11 +167,43 @@ pic_init:
     mov al, 1
     out 0x21, al
     out 0xA1, al
-    mov al, 0xED                /* unmask IRQ1 (keyboard) and IRQ4 (COM1) */
+    mov al, PIC1_MASK
     out 0x21, al
-    mov al, 0xFF
+    mov al, PIC2_MASK
     out 0xA1, al
     ret
+
+acpi_init:                      /* what a BIOS does: PM I/O at PM_BASE, ACPI on, power button armed */
+    mov dx, PCI_ADDR
+    mov eax, LPC_PMBASE
+    out dx, eax
+    mov dx, PCI_DATA
+    mov eax, PM_BASE | 1        /* bit 0: I/O space */
+    out dx, eax
+    mov dx, PCI_ADDR
+    mov eax, LPC_ACPI_CTRL
+    out dx, eax
+    mov dx, PCI_DATA
+    mov al, ACPI_EN
+    out dx, al
+    mov ax, PWRBTN
+    mov dx, PM1_STS
+    out dx, ax                  /* forget a press from before this boot */
+    mov dx, PM1_EN
+    out dx, ax                  /* a press raises the SCI, which wakes the hlt */
+    ret
+
+/* A power-button press (QMP system_powerdown) powers off, as an OS would. */
+poll_power_button:
+    mov dx, PM1_STS
+    in ax, dx
+    test ax, PWRBTN
+    jz 1f
+    out dx, ax                  /* acknowledge: drops the SCI */
+    mov esi, offset msg_pwrbtn
+    call puts
+    jmp cmd_poweroff
+1:  ret
 
 kbd_wait_input_empty:
     in al, 0x64
@@ -320,11 +381,32 @@ find_lfb:                       /* EAX = BAR 0 of the standard VGA on bus 0, or 
     jb 1b
     xor eax, eax
     ret
-2:  mov eax, ecx
-    shl eax, 11
-    or eax, 0x80000010
+2:  push ebx
+    mov ebx, ecx
+    shl ebx, 11
+    or ebx, 0x80000004          /* its command register */
+    mov eax, ebx
+    call pci_read
+    or al, 2                    /* memory decoding on */
+    call pci_write_ebx
+    add ebx, 0x0C               /* BAR 0 */
+    mov eax, ebx
     call pci_read
     and eax, 0xFFFFFFF0
+    jnz 3f
+    mov eax, VGA_LFB            /* no firmware placed it (qboot): tmk does */
+    call pci_write_ebx
+3:  pop ebx
+    ret
+
+pci_write_ebx:                  /* dword EAX to config address EBX */
+    push eax
+    mov eax, ebx
+    mov dx, PCI_ADDR
+    out dx, eax
+    pop eax
+    mov dx, PCI_DATA
+    out dx, eax
     ret
 
 cmd_gfx:
@@ -363,7 +445,7 @@ cmd_gfx:
     out 0x40, al
     mov al, PIT_DIVISOR >> 8
     out 0x40, al
-    mov al, 0xEC                /* unmask IRQ0 too */
+    mov al, PIC1_MASK_GFX
     out 0x21, al
     mov byte ptr [gfx_on], 1
     mov esi, offset msg_gfx
@@ -372,7 +454,7 @@ cmd_gfx:
     jmp puts
 
 cmd_text:
-    mov al, 0xED                /* mask IRQ0 again */
+    mov al, PIC1_MASK
     out 0x21, al
     mov byte ptr [gfx_on], 0
     mov ax, 4
@@ -433,6 +515,55 @@ vga_mode3:                      /* program the standard 80x25 text mode register
     mov dx, 0x3C0
     mov al, 0x20
     out dx, al                  /* palette done: video on */
+    ret
+
+vga_init:                       /* text mode without a VGA BIOS: registers, font, palette */
+    call vga_mode3              /* also sets the write mask and bit mask the font copy needs */
+    mov dx, 0x3C4
+    mov ax, 0x0402
+    out dx, ax                  /* sequencer map mask: plane 2 only */
+    mov ax, 0x0704
+    out dx, ax                  /* memory mode: planes unchained, no odd/even */
+    mov dx, 0x3CE
+    mov ax, 0x0005
+    out dx, ax                  /* graphics mode: write mode 0, no odd/even */
+    mov ax, 0x0406
+    out dx, ax                  /* memory at 0xA0000, 64 KiB */
+    mov esi, offset font
+    mov edi, VGA_PLANES
+    mov edx, 256
+1:  mov ecx, 4
+    rep movsd                   /* one 16-line glyph... */
+    add edi, 16                 /* ...in a 32-line slot */
+    dec edx
+    jnz 1b
+    call vga_mode3              /* back to text-mode memory mapping */
+    mov dx, 0x3C8
+    xor al, al
+    out dx, al                  /* DAC: from entry 0, auto-increment */
+    inc dx
+    xor ecx, ecx
+2:  mov bl, 4                   /* red: bits 2 and 5 of the entry */
+    call dac_level
+    mov bl, 2                   /* green: bits 1 and 4 */
+    call dac_level
+    mov bl, 1                   /* blue: bits 0 and 3 */
+    call dac_level
+    inc ecx
+    cmp ecx, 64
+    jb 2b
+    ret
+
+dac_level:                      /* the EGA palette: 0x2A if CL has bit BL, plus 0x15 if bit BL << 3 */
+    xor al, al
+    test cl, bl
+    jz 1f
+    add al, 0x2A
+1:  shl bl, 3
+    test cl, bl
+    jz 2f
+    add al, 0x15
+2:  out dx, al
     ret
 
 /* One animation frame: a bar sweeping right and the frame number in binary. */
@@ -720,6 +851,10 @@ mode3_regs:
     .byte 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x14, 0x07, 0x38, 0x39, 0x3A, 0x3B, 0x3C, 0x3D, 0x3E, 0x3F
     .byte 0x0C, 0x00, 0x0F, 0x08, 0x00
 
+/* The Linux console's default8x16 font, CP437 order (tools/tmk_font.py makes it). */
+font:
+    .incbin "font8x16.bin"
+
 /* Scancode set 1 to ASCII, unshifted US layout. */
 keymap:
     .byte 0, 0
@@ -747,6 +882,7 @@ msg_exception:   .asciz "tmk: unexpected exception\n"
 msg_gfx:         .asciz "tmk: gfx 1024x768\n"
 msg_novga:       .asciz "tmk: no standard VGA\n"
 msg_text:        .asciz "tmk: text\n"
+msg_pwrbtn:      .asciz "tmk: power button\n"
 w_poweroff:      .asciz "poweroff"
 w_reset:         .asciz "reset"
 w_triplefault:   .asciz "triplefault"
