@@ -27,6 +27,7 @@ from .hotplug import PcieHotplug
 from .instance import QemuInstance
 from .introspect import QmpInspector
 from .process import QemuProcess
+from .recording import Recorder
 from .refused import QemuRefused
 from .screen import screendump
 from .tpm import Swtpm
@@ -71,6 +72,7 @@ class QemuRuntime(Runtime):
         self._instance: QemuInstance | None = None  # the QEMU that is this VM now
         self._tpm: Swtpm | None = None
         self._disks: list[disks.PreparedDisk] = []
+        self.recorder = Recorder(guest, name, self.accel) if guest.record else None  # launch(record=True)
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
         self._cpu_log: CpuLog
@@ -84,7 +86,7 @@ class QemuRuntime(Runtime):
     # -- start ------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
-        self._sink = sink
+        self._sink = sink if self.recorder is None else self.recorder.sink(sink, self._execute)
         try:
             await self._start()
         except BaseException:
@@ -115,13 +117,18 @@ class QemuRuntime(Runtime):
                                   "(stop that VM, or launch with a copy of the image)") from e
             raise
         await self._attach(inst)
+        await self._begin()
+
+    async def _begin(self) -> None:
+        """Let the guest run (a replay stays paused instead)."""
         await self._execute("cont")
 
     def _prepare(self, rundir: Path) -> list[str]:
         """Disk overlays, the firmware's variable store, and the command line that uses them."""
         self._disks = disks.prepare_all(self.guest.disks, rundir)
         device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
-        return build_command(self.guest, rundir, self.accel, self._disks, device_args)
+        argv = build_command(self.guest, rundir, self.accel, self._disks, device_args)
+        return argv if self.recorder is None else self.recorder.command(argv, rundir)
 
     async def _attach(self, inst: QemuInstance) -> QemuInstance | None:
         """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
@@ -347,6 +354,9 @@ class QemuRuntime(Runtime):
         self._torn_down = True
         if self._instance is not None:
             await self.debugger.detach()
+        if self.recorder is not None and self._instance is not None:  # where the recording ends
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.recorder.mark_end(self._execute), QUIT_GRACE)
         if self._instance is not None:  # first, so the pumps still record QEMU's last events
             await self._instance.stop(QUIT_GRACE)
         for task in self._tasks:
