@@ -11,7 +11,7 @@ from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .run_state import RunState
-from .vm import AsyncVm, Vm, launch, launch_async
+from .vm import AsyncVm, Vm, launch, launch_async, replay, replay_async
 
 __all__ = [
     "AgentError",
@@ -37,6 +37,8 @@ __all__ = [
     "plot",
     "read_timelines",
     "register_guest",
+    "replay",
+    "replay_async",
 ]
 
 

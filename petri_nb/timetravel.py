@@ -99,7 +99,8 @@ class TimeTravelMixin(VmCore):
         control = self._replay_control("seek")
         icount = instruction_count(where, control.end_icount)
         got = await self._call("seek", control.seek(icount), timeout=None)
-        self._transition(Fact.STOPPED)
+        self._acknowledge_halts()  # a seek is a restore: a halt later in the recording is undone
+        self._transition(Fact.RESTORED_PAUSED)
         self._record("runtime", "seek", f"at instruction {got}", {"icount": got})
         return got
 
