@@ -25,6 +25,7 @@ from . import live
 from .backends.base import Runtime
 from .boot import BootEvent
 from .console import AsyncConsole
+from .diagnosis import Diagnoser
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
 from .guests import Guest
 from .halt import Halt, HaltReason, Stop
@@ -71,6 +72,7 @@ class VmCore:
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
+        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text, self._record)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
@@ -131,6 +133,9 @@ class VmCore:
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
+        self._diagnoser.then_report(halt, self._report_halt)  # halt.diagnosis first (petri_nb.diagnosis)
+
+    def _report_halt(self, halt: Halt) -> None:
         self.halts.append(halt)
         self._pending.append(halt)
         self._halt_signal.set()
@@ -242,6 +247,7 @@ class VmCore:
     @runs_on_runtime_loop
     async def reset(self) -> None:
         """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
+        await self._diagnoser.settled()  # a halt being diagnosed is reported before the reset
         await self._call("reset", self.runtime.reset())
         self._acknowledge_halts()
         self._transition(Fact.RESTARTED)
