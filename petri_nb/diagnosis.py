@@ -2,8 +2,8 @@
 
 Taken once, right when the halt is reported (QEMU keeps the CPUs' state after a halt,
 ``-action shutdown=pause``), so nobody has to reproduce a failure to look at it. It rides
-on the ``Halt`` (``halt.diagnosis``) and on a timeline row (source ``halt``, kind
-``diagnosis``, the JSON in ``data`` with the screen as base64 PNG), so it survives
+on the ``Halt`` (``halt.diagnosis``) and on the halt's timeline row (``data["diagnosis"]``,
+JSON with the screen as base64 PNG), so it survives
 Parquet save and ``read_timelines``.
 """
 
@@ -115,20 +115,19 @@ async def collect(registers: Callable[[], Awaitable[list[Any]]], screenshot: Cal
 
 def from_timeline(frame: pd.DataFrame) -> list[Diagnosis]:
     """The diagnoses on a timeline (one run's, or ``read_timelines``'), oldest first."""
-    rows = frame[(frame["source"] == "halt") & (frame["kind"] == "diagnosis")]
-    return [Diagnosis.from_dict(json.loads(data)) for data in rows["data"]]
+    rows = frame[(frame["source"] == "halt") & (frame["kind"] == "halt")]
+    found = (json.loads(data).get("diagnosis") for data in rows["data"] if data)
+    return [Diagnosis.from_dict(d) for d in found if d]
 
 
 class Diagnoser:
     """Diagnoses each halt before it is reported, in order (one QMP round trip or two: ~10 ms)."""
 
     def __init__(self, registers: Callable[[], Awaitable[list[Any]]],
-                 screenshot: Callable[[], Awaitable[Image.Image]], console_text: Callable[[], str],
-                 record: Callable[..., None]) -> None:
+                 screenshot: Callable[[], Awaitable[Image.Image]], console_text: Callable[[], str]) -> None:
         self._registers = registers
         self._screenshot = screenshot
         self._console_text = console_text
-        self._record = record
         self._last: asyncio.Future[None] | None = None
 
     def then_report(self, halt: Any, report: Callable[[Any], None]) -> None:
@@ -142,8 +141,8 @@ class Diagnoser:
                 diagnosis = await collect(self._registers, self._screenshot, self._console_text())
             except Exception as e:  # never lose the halt itself
                 diagnosis = Diagnosis(errors={"diagnosis": f"{type(e).__name__}: {e}"})
-            report(dataclasses.replace(halt, diagnosis=diagnosis))
-            self._record("halt", "diagnosis", diagnosis.summary(), diagnosis.to_dict(), t=halt.t)
+            # On the halt's own timeline row too: its data (JSON) carries the diagnosis.
+            report(dataclasses.replace(halt, diagnosis=diagnosis, data={**halt.data, "diagnosis": diagnosis.to_dict()}))
 
         self._last = asyncio.ensure_future(run())
 

@@ -72,7 +72,7 @@ class VmCore:
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
-        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text, self._record)
+        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
@@ -133,6 +133,7 @@ class VmCore:
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
+        self._transition(Fact.HALTED)  # now: the STOP that follows must not read as a pause
         self._diagnoser.then_report(halt, self._report_halt)  # halt.diagnosis first (petri_nb.diagnosis)
 
     def _report_halt(self, halt: Halt) -> None:
@@ -140,7 +141,6 @@ class VmCore:
         self._pending.append(halt)
         self._halt_signal.set()
         self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
-        self._transition(Fact.HALTED)
 
     def boot_event(self, event: BootEvent) -> None:
         event = BootEvent(event.kind, event.detail, event.firmware, self._timeline.now(), event.data)
