@@ -5,7 +5,17 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
-from .errors import AgentError, BreakpointHit, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
+from .errors import (
+    AgentError,
+    BreakpointHit,
+    ConsoleFailure,
+    LaunchError,
+    NotSupported,
+    PetriError,
+    PetriTimeout,
+    VmGone,
+    VmHalted,
+)
 from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
@@ -17,6 +27,7 @@ __all__ = [
     "AgentError",
     "AsyncVm",
     "BreakpointHit",
+    "ConsoleFailure",
     "Disk",
     "Guest",
     "Halt",
