@@ -145,3 +145,18 @@ def test_disks_go_behind_blkreplay() -> None:
     assert argv == ["-blockdev", "driver=qcow2,node-name=disk0-image,file.driver=file,file.filename=/x",
                     "-blockdev", "driver=blkreplay,node-name=disk0,image=disk0-image",
                     "-device", "virtio-blk-pci,drive=disk0"]
+
+
+def test_calls_qemu_cannot_record_or_replay_are_refused_with_the_reason(replay: petri_nb.Vm) -> None:
+    vm = petri_nb.launch("tmk", record=True)
+    try:
+        for call in (vm.reset, vm.save_state):
+            with pytest.raises(NotSupported, match="not supported while recording"):
+                call()
+        vm.console.write("echo alive\n")
+        assert vm.console.expect("alive", timeout=10)
+    finally:
+        vm.teardown()
+        shutil.rmtree(vm.recording, ignore_errors=True)
+    with pytest.raises(NotSupported, match="seek"):
+        replay.reset()

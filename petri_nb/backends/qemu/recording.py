@@ -87,15 +87,16 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
-        path = Path(path)
         try:
+            path = Path(path)
             meta = json.loads((path / META).read_text())
-        except FileNotFoundError:
-            raise PetriError(f"{path} is no recording: it has no {META}") from None
-        if not (path / LOG).is_file():
-            raise PetriError(f"recording {path} has no {LOG}")
-        return cls(path, meta["guest"], meta["argv"], meta.get("kernel"), meta.get("end_icount"),
-                   meta.get("halts") or [])
+            if not (path / LOG).is_file():
+                raise PetriError(f"recording {path} has no {LOG}")
+            return cls(path, str(meta["guest"]), [str(a) for a in meta["argv"]], meta.get("kernel"),
+                       meta.get("end_icount"), meta.get("halts") or [])
+        except (OSError, ValueError, TypeError, KeyError) as e:  # ValueError: bad JSON or a NUL in the path
+            raise PetriError(f"{str(path)!r} is no readable recording (a directory with {META}): "
+                             f"{type(e).__name__}: {e}") from None
 
     def save(self) -> None:
         meta = {"guest": self.guest, "argv": self.argv, "kernel": self.kernel, "end_icount": self.end_icount,
@@ -138,6 +139,12 @@ class Recorder:
         rec.argv = [a.replace(str(rec.path), RECDIR).replace(str(rundir), RUNDIR) for a in argv]
         rec.save()
         return argv + icount_args("record", str(rec.path))
+
+    def refuse(self, call: str) -> None:
+        """Calls QEMU 7.2 cannot record: a host system_reset hung the recording QEMU, and migrating
+        out of it aborted it ("replay_save_clock: assertion failed: (replay_mutex_locked())")."""
+        raise NotSupported(f"{call}() is not supported while recording (QEMU 7.2's record/replay hangs or "
+                           "aborts on it); replay() the recording, or launch without record=True")
 
     async def mark_end(self, execute: Execute, halt: Halt | None = None) -> int | None:
         """Note where the recording is now (at a halt: where the guest halted)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from qemu.qmp import EventListener
 
-from ...errors import PetriError, PetriTimeout
+from ...errors import NotSupported, PetriError, PetriTimeout
 from ...guests.description import Guest
 from .recording import LOG, Recording
 from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
@@ -52,6 +52,15 @@ class ReplayRuntime(QemuRuntime):
 
     async def _begin(self) -> None:
         await self.debugger.session()  # paused at instruction 0 with the gdbstub attached
+
+    async def reset(self) -> None:
+        raise NotSupported("reset() in a replay: the replay follows the recording; seek(0) goes back to its start")
+
+    async def save_state(self) -> bytes:
+        raise NotSupported("save_state() in a replay: every instruction count is already a state; seek() to it")
+
+    async def restore_state(self, data: bytes) -> str:
+        raise NotSupported("restore_state() in a replay: the replay follows the recording; seek() instead")
 
     async def icount(self) -> int:
         return int((await self._execute("query-replay"))["icount"])

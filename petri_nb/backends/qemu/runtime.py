@@ -188,6 +188,8 @@ class QemuRuntime(Runtime):
         # the action to a real reset while it runs. SeaBIOS finds its RAM already
         # initialised after any reset and reboots once more itself ("Attempting a
         # hard reboot"); that guest reset belongs to this call, not to the guest.
+        if self.recorder is not None:
+            self.recorder.refuse("reset")
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
             await self._relaunch()
             self.relaunch_pending = False
@@ -278,10 +280,14 @@ class QemuRuntime(Runtime):
         await self._console.drain()
 
     async def save_state(self) -> bytes:
+        if self.recorder is not None:
+            self.recorder.refuse("save_state")
         return await migration.save(self._execute, self.qmp.send_fd_scm, self.status, self.pause, self.resume)
 
     async def restore_state(self, data: bytes) -> str:
         """Replace the running QEMU by one loaded from ``data``; returns its run state (not resumed)."""
+        if self.recorder is not None:
+            self.recorder.refuse("restore_state")
         data = migration.check_stream(data)
         incoming = await self._start_replacement(("-incoming", "defer"), "restore")
         try:
@@ -335,6 +341,8 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = True
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        if self.recorder is not None:
+            self.recorder.refuse("add_pcie_device")
         return await self.hotplug.add(kind, port, **options)
 
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
