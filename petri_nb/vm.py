@@ -26,6 +26,7 @@ from .guests import Guest, describe
 from .introspect import InspectNode
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_state import Fact
+from .screen_text import ScreenTextMixin
 from .state import StateMixin
 from .timetravel import TimeTravelMixin, start_replay
 
@@ -40,7 +41,7 @@ BOOT_EVENT_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 120.0
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     async def _boot(self) -> None:
