@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import html
 import io
 import json
 import time
@@ -28,6 +29,9 @@ from .oops import Oops, parse_oops
 CONSOLE_LINES = 40
 #: Bound on collecting one diagnosis (each part is one QMP round trip).
 DIAGNOSIS_TIMEOUT = 5.0
+#: Registers shown in the rich display (all of them are kept).
+MAIN_REGISTERS = ("RIP", "EIP", "RSP", "ESP", "EFL", "CR0", "CR2", "CR3", "CR4", "IDT.base", "IDT.limit",
+                  "GDT.base", "GDT.limit")
 #: Console text searched for an oops (the newest part).
 OOPS_WINDOW = 64 * 1024
 
@@ -74,6 +78,24 @@ class Diagnosis:
             dict(d.get("errors") or {}),
             float(d.get("cost_s") or 0.0),
         )
+
+    def _repr_html_(self) -> str:
+        """The screen, the main registers, the oops and the console tail; guest text is escaped."""
+        parts = []
+        if self.screen_png is not None:
+            parts.append(f'<img alt="screen" src="data:image/png;base64,{base64.b64encode(self.screen_png).decode()}">')
+        for cpu, regs in sorted(self.registers.items()):
+            shown = " ".join(f"{n}={regs[n]:#x}" for n in MAIN_REGISTERS if n in regs)
+            parts.append(f"<div><b>vCPU {cpu}</b> <code>{html.escape(shown)}</code></div>")
+        if self.oops is not None:
+            trace = "\n".join(self.oops.call_trace)
+            parts.append(f"<div><b>{html.escape(self.oops.message)}</b> RIP {html.escape(self.oops.rip or '?')}"
+                         f"<pre>{html.escape(trace)}</pre></div>")
+        parts.append(f"<pre>{html.escape(self.console_tail)}</pre>")
+        if self.errors:
+            unreadable = ", ".join(f"{k}: {v}" for k, v in self.errors.items())
+            parts.append(f"<div>unreadable: {html.escape(unreadable)}</div>")
+        return "\n".join(parts)
 
     def summary(self) -> str:
         what = f"{len(self.registers)} vCPU(s)"
@@ -129,22 +151,31 @@ class Diagnoser:
         self._screenshot = screenshot
         self._console_text = console_text
         self._last: asyncio.Future[None] | None = None
+        self._pending = 0
 
     def then_report(self, halt: Any, report: Callable[[Any], None]) -> None:
         """Diagnose ``halt`` (a Halt), then ``report`` it with ``halt.diagnosis`` set."""
         previous = self._last
+        self._pending += 1
 
         async def run() -> None:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)  # halts stay in order
             try:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)  # halts stay in order
                 diagnosis = await collect(self._registers, self._screenshot, self._console_text())
             except Exception as e:  # never lose the halt itself
                 diagnosis = Diagnosis(errors={"diagnosis": f"{type(e).__name__}: {e}"})
+            finally:
+                self._pending -= 1
             # On the halt's own timeline row too: its data (JSON) carries the diagnosis.
             report(dataclasses.replace(halt, diagnosis=diagnosis, data={**halt.data, "diagnosis": diagnosis.to_dict()}))
 
         self._last = asyncio.ensure_future(run())
+
+    @property
+    def busy(self) -> bool:
+        """A halt is being diagnosed: the QMP STOP that came with it is no pause."""
+        return self._pending > 0
 
     async def settled(self) -> None:
         """Wait until every halt seen so far is diagnosed and reported (before a reset changes the state)."""

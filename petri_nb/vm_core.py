@@ -128,12 +128,11 @@ class VmCore:
 
     def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
         self._record(source, kind, detail, data)
-        if source == "qmp" and kind in ("STOP", "RESUME"):
+        if source == "qmp" and kind in ("STOP", "RESUME") and not self._diagnoser.busy:  # no halt's STOP
             self._transition(Fact.STOPPED if kind == "STOP" else Fact.RESUMED)
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
-        self._transition(Fact.HALTED)  # now: the STOP that follows must not read as a pause
         self._diagnoser.then_report(halt, self._report_halt)  # halt.diagnosis first (petri_nb.diagnosis)
 
     def _report_halt(self, halt: Halt) -> None:
@@ -141,6 +140,7 @@ class VmCore:
         self._pending.append(halt)
         self._halt_signal.set()
         self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
+        self._transition(Fact.HALTED)
 
     def boot_event(self, event: BootEvent) -> None:
         event = BootEvent(event.kind, event.detail, event.firmware, self._timeline.now(), event.data)

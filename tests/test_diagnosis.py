@@ -83,6 +83,8 @@ def test_a_triple_fault_halt_carries_registers_screen_and_console(vm: petri_nb.V
     assert "tmk: triplefault" in d.console_tail and d.oops is None
     assert d.cost_s < 0.5
     assert from_timeline(vm.timeline()) == [d]
+    page = d._repr_html_()
+    assert "data:image/png;base64," in page and "IDT.limit=0x0" in page and "tmk: triplefault" in page
 
 
 def test_every_vcpu_is_in_the_diagnosis() -> None:

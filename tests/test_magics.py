@@ -305,7 +305,7 @@ ARGS = st.one_of(st.lists(st.one_of(TOKENS, st.text(max_size=6)), max_size=5).ma
 def test_random_arguments_give_success_or_usage_error_quickly(shell: InteractiveShell, subcommand: str, args: str):
     current = shell.magics_manager.registry["PetriMagics"]._current
     if current is not None and not current.torn_down and current.recording is not None:
-        current.teardown()  # a recording or replay from `record`/`replay`: it cannot be reset
+        petri_nb.Vm(current).teardown()  # a recording or replay from `record`/`replay`: it cannot be reset
         shutil.rmtree(current.recording, ignore_errors=True)
     if current is None or current.torn_down:
         shell.run_line_magic("petri", "launch")
