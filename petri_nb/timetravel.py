@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -86,6 +87,21 @@ class TimeTravelMixin(VmCore):
                    else "launch with record=True, then call replay()")
             raise NotSupported(f"{call}() works in a replay; VM {self.name} is not one ({how})")
         return runtime  # type: ignore[return-value]
+
+    @runs_on_runtime_loop
+    async def teardown(self) -> None:
+        """Stop QEMU and free everything. Idempotent. A finished recording of a run whose timeline is
+        saved (``save_timeline``) moves into the run directory (``<run dir>/recording``), so the saved
+        run can be replayed elsewhere: ``petri_nb.replay(run_dir / "recording")``."""
+        await super().teardown()
+        recorder = getattr(self.runtime, "recorder", None)
+        directory = getattr(self._timeline.writer, "directory", None)
+        if recorder is None or directory is None or recorder.path.parent == Path(directory):
+            return
+        target = Path(directory) / "recording"
+        if not target.exists():
+            await asyncio.to_thread(shutil.move, str(recorder.path), str(target))
+            recorder.recording.path = target
 
     @runs_on_runtime_loop
     async def icount(self) -> int:

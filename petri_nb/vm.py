@@ -168,9 +168,8 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin):
         replay of it, paused at instruction 0 with gdb attached (petri_nb.timetravel)."""
         if getattr(self.runtime, "recorder", None) is None:
             self._replay_control("replay")  # raises NotSupported, saying how to record
-        path = self.recording
         await self.teardown()
-        return await start_replay(type(self), path, name)  # type: ignore[arg-type]
+        return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
 
 
 async def _launch(guest: str | Guest | None, name: str | None, accel: str, **options: Any) -> AsyncVm:
