@@ -103,8 +103,21 @@ class ReplayRuntime(QemuRuntime):
         self._pump.restarted()
 
     async def reverse_step(self) -> int:
-        """One instruction back; returns the program counter there."""
-        return _pc(await self._reverse("-exec-step-instruction --reverse"))
+        """One instruction back; returns the program counter there.
+
+        A seek to the previous instruction count, which is what gdb's ``reverse-stepi`` asks QEMU
+        for too (replay_seek to icount - 1); through QMP it needs no gdb round trips."""
+        status = await self.status()
+        if status in HALTED_STATES:
+            raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
+                             "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
+        here = await self.icount()
+        if here == 0:
+            raise PetriError("the replay is at instruction 0, the start of the recording: there is no step back")
+        await self.seek(here - 1)
+        regs = {r.name: r.value for r in await self.registers() if r.cpu == 0}
+        ip = regs["RIP"] if "RIP" in regs else regs["EIP"]
+        return (regs.get("CS.base", 0) + ip) & ((1 << 64) - 1)
 
     async def reverse_continue(self) -> dict[str, Any]:
         """Back to the previous breakpoint hit (or the start of the recording); gdb's stop record."""
