@@ -1,8 +1,8 @@
 """ReplayRuntime: a QEMU replaying a recording, paused, with gdb attached for reverse execution.
 
 Seeking goes through QMP (``replay-seek``: QEMU loads the nearest snapshot and runs to the
-instruction count); reverse steps and reverse continues through gdb (``reverse-stepi``,
-``reverse-continue``), which QEMU's gdbstub implements the same way.
+instruction count), and so does a reverse step (a seek one instruction back, as gdb's
+``reverse-stepi`` asks the stub); a reverse continue goes through gdb (``reverse-continue``).
 
 Two things in QEMU 7.2 abort or fail at the very end of a recording that ends in a halt:
 reversing from the ``shutdown`` run state aborts QEMU ("invalid runstate transition:
