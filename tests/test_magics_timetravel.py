@@ -20,9 +20,8 @@ def test_record_replay_seek_and_step_back_from_the_magics(shell: InteractiveShel
         assert "cmd_triplefault" in str(shell.run_line_magic("petri", "seek end"))
         text = str(shell.run_line_magic("petri", "rstep"))
         assert "cmd_triplefault" in text and f"instruction {replay.icount()}" in text
-        shell.run_line_magic("petri", "break cmd_triplefault")
-        start = vm.symbols()["cmd_triplefault"]
-        assert str(shell.run_line_magic("petri", "rcontinue")).startswith(f"stopped at 0x{start:x}")
+        with pytest.raises(UsageError, match="rcontinue: unrecognized arguments"):
+            shell.run_line_magic("petri", "rcontinue now")  # running it: test_timetravel (slow, see there)
         assert str(shell.run_line_magic("petri", "seek 0x10")).startswith("at instruction 16")
         with pytest.raises(UsageError, match="instruction count or 'end'"):
             shell.run_line_magic("petri", "seek later")

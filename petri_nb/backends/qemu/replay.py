@@ -29,6 +29,8 @@ from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 
 #: Bound on one seek or reverse step: QEMU re-executes from the snapshot before the target.
 REPLAY_TIMEOUT = 300.0
+#: Bound on a reverse continue (QEMU replays the recording up to here twice at most).
+REVERSE_CONTINUE_TIMEOUT = 120.0
 
 
 class ReplayRuntime(QemuRuntime):
@@ -129,7 +131,12 @@ class ReplayRuntime(QemuRuntime):
             raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
                              "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
         gdb = await self.debugger.session()
-        return await gdb.run_until_stop(cmd, REPLAY_TIMEOUT)
+        try:
+            return await gdb.run_until_stop(cmd, REVERSE_CONTINUE_TIMEOUT)
+        except PetriTimeout:
+            raise PetriTimeout(f"the replay did not stop within {REVERSE_CONTINUE_TIMEOUT:g} s of gdb's reverse "
+                               "continue: QEMU 7.2 sometimes deadlocks there on a loaded host (QMP stops answering "
+                               "too); tear this replay down and open the recording again") from None
 
 
 def _pc(stop: dict[str, Any]) -> int:
