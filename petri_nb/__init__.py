@@ -5,18 +5,29 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
-from .errors import AgentError, BreakpointHit, LaunchError, NotSupported, PetriError, PetriTimeout, VmGone, VmHalted
+from .errors import (
+    AgentError,
+    BreakpointHit,
+    ConsoleFailure,
+    LaunchError,
+    NotSupported,
+    PetriError,
+    PetriTimeout,
+    VmGone,
+    VmHalted,
+)
 from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .run_state import RunState
-from .vm import AsyncVm, Vm, launch, launch_async
+from .vm import AsyncVm, Vm, launch, launch_async, replay, replay_async
 
 __all__ = [
     "AgentError",
     "AsyncVm",
     "BreakpointHit",
+    "ConsoleFailure",
     "Disk",
     "Guest",
     "Halt",
@@ -37,6 +48,8 @@ __all__ = [
     "plot",
     "read_timelines",
     "register_guest",
+    "replay",
+    "replay_async",
 ]
 
 

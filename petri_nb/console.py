@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .errors import ConsoleFailure
 from .loop import blocking_twins, runs_on_runtime_loop
 from .validation import checked
 
@@ -84,23 +85,38 @@ class AsyncConsole:
 
     @runs_on_runtime_loop
     async def expect(
-        self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT
+        self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT,
+        fail: Sequence[str | re.Pattern[str]] = (),
     ) -> re.Match[str]:
-        """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first."""
+        """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first, and
+        ConsoleFailure as soon as one of the ``fail`` patterns (e.g. ``"Kernel panic"``) appears
+        before it, instead of waiting out the timeout."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        failures = [re.compile(f) if isinstance(f, str) else f for f in ([fail] if isinstance(fail, str) else fail)]
         return await self._call(
-            "console.expect", self._search(regex), halts=True, timeout=timeout,
+            "console.expect", self._search(regex, failures), halts=True, timeout=timeout,
             what=f"console output matching {regex.pattern!r}",
         )
 
-    async def _search(self, regex: re.Pattern[str]) -> re.Match[str]:
+    async def _search(self, regex: re.Pattern[str], failures: Sequence[re.Pattern[str]] = ()) -> re.Match[str]:
         while True:
             self._grew.clear()
             match = regex.search(self._text, self._cursor)
+            end = match.start() if match else len(self._text)  # only failures before the awaited text count
+            bad = [m for f in failures if (m := f.search(self._text, self._cursor, end))]
+            if bad:
+                first = min(bad, key=lambda m: m.start())
+                self._cursor = first.end()
+                raise ConsoleFailure(f"console showed failure pattern {first.re.pattern!r} while waiting for "
+                                     f"{regex.pattern!r}: {self._line_around(first.start())!r}", first)
             if match:
                 self._cursor = match.end()
                 return match
             await self._grew.wait()
+
+    def _line_around(self, pos: int) -> str:
+        end = self._text.find("\n", pos)
+        return self._text[self._text.rfind("\n", 0, pos) + 1:end if end >= 0 else None].rstrip("\r")[:300]
 
 
 @blocking_twins(AsyncConsole, forward=("text", "last_line", "tail", "dropped_chars"))

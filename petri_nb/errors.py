@@ -42,6 +42,14 @@ class BreakpointHit(PetriError):
         super().__init__(f"breakpoint hit{where} at 0x{stop.addr:x}; the guest is stopped: continue_() or step()")
 
 
+class ConsoleFailure(PetriError):
+    """``console.expect(..., fail=[...])`` saw a failure pattern first; ``match`` is what matched."""
+
+    def __init__(self, message: str, match: object = None) -> None:
+        super().__init__(message)
+        self.match = match
+
+
 class VmGone(PetriError):
     """The backend process (QEMU) disappeared; nothing more can be done with this VM."""
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 
 class HaltReason(enum.Enum):
@@ -27,6 +30,8 @@ class Halt:
     detail: str
     t: float = 0.0
     data: dict = field(default_factory=dict, compare=False, repr=False)
+    #: Registers, screen, console tail and kernel oops when it halted (petri_nb.diagnosis).
+    diagnosis: Diagnosis | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.reason.name}: {self.detail}"

@@ -26,7 +26,9 @@ from .guests import Guest, describe
 from .introspect import InspectNode
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_state import Fact
+from .screen_text import ScreenTextMixin
 from .state import StateMixin
+from .timetravel import TimeTravelMixin, start_replay
 
 if TYPE_CHECKING:
     import anywidget
@@ -39,7 +41,7 @@ BOOT_EVENT_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 120.0
 
 
-class AsyncVm(StateMixin, DebugMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     @property
@@ -165,6 +167,15 @@ class AsyncVm(StateMixin, DebugMixin):
         from it (``Guest(firmware_vars=path)``), as petri keeps a VMGS file."""
         return await self._call("firmware_vars", self.runtime.firmware_vars())
 
+    @runs_on_runtime_loop
+    async def replay(self, name: str | None = None) -> AsyncVm:
+        """Finish this recorded run (its QEMU quits: QEMU completes the log only then) and return a
+        replay of it, paused at instruction 0 with gdb attached (petri_nb.timetravel)."""
+        if getattr(self.runtime, "recorder", None) is None:
+            self._replay_control("replay")  # raises NotSupported, saying how to record
+        await self.teardown()
+        return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
+
 
 async def _launch(guest: str | Guest | None, name: str | None, accel: str, **options: Any) -> AsyncVm:
     # Describing a preset may fetch and build (the Linux guest's kernel and initramfs):
@@ -196,10 +207,17 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
 #: Plain (not coroutine) members of AsyncVm that Vm reads straight through.
 _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "gone_reason",
               "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state", "view_sockets",
-              "boot_events")
+              "boot_events", "recording")
 
 
-@blocking_twins(AsyncVm, wraps={"wait_for_agent": Agent}, forward=_FORWARDED)
+def _as_vm(aio: AsyncVm) -> Vm:
+    return Vm(aio)
+
+
+_as_vm.__name__ = "Vm"  # the twin's return annotation
+
+
+@blocking_twins(AsyncVm, wraps={"wait_for_agent": Agent, "replay": _as_vm}, forward=_FORWARDED)
 class Vm:
     """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view.
 
@@ -252,6 +270,17 @@ class Vm:
 def launch(guest: str | Guest | None = None, *, name: str | None = None, accel: str = "tcg", **options: Any) -> Vm:
     """Boot ``guest`` and return a blocking ``Vm`` once it is ready (see ``launch_async``)."""
     return Vm(run_blocking(_launch(guest, name, accel, **options)))
+
+
+@runs_on_runtime_loop
+async def replay_async(path: str | os.PathLike[str], *, name: str | None = None) -> AsyncVm:
+    """Replay a saved recording (a recorded run's ``vm.recording`` directory), paused at its start."""
+    return await start_replay(AsyncVm, path, name)
+
+
+def replay(path: str | os.PathLike[str], *, name: str | None = None) -> Vm:
+    """Blocking ``replay_async``: a colleague's recording, replayed here."""
+    return Vm(run_blocking(start_replay(AsyncVm, path, name)))
 
 
 def live_vms() -> list[AsyncVm]:

@@ -163,6 +163,7 @@ class VmCore(VmEvents):
     @runs_on_runtime_loop
     async def reset(self) -> None:
         """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
+        await self._diagnoser.settled()  # a halt being diagnosed is reported before the reset
         before = len(self.halts)
         await self._call("reset", self.runtime.reset())
         self._acknowledge_halts(before)  # a halt during the reset (a guest crashing at once) stays pending

@@ -18,6 +18,7 @@ from typing import Any
 from .backends.base import Runtime
 from .boot import BootEvent
 from .console import AsyncConsole
+from .diagnosis import Diagnoser
 from .errors import PetriError, VmGone
 from .guests import Guest
 from .halt import Halt, Stop
@@ -55,6 +56,7 @@ class VmEvents:
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
+        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
@@ -109,7 +111,7 @@ class VmEvents:
 
     def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
         self._record(source, kind, detail, data)
-        if source == "qmp" and kind in ("STOP", "RESUME"):
+        if source == "qmp" and kind in ("STOP", "RESUME") and not self._diagnoser.busy:  # no halt's STOP
             self._transition(Fact.STOPPED if kind == "STOP" else Fact.RESUMED)
         elif source == "qmp" and kind == "RESET" and not (data or {}).get("guest"):
             # A host reset: ours, or the live view's button on its own monitor. The halts
@@ -119,6 +121,9 @@ class VmEvents:
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
+        self._diagnoser.then_report(halt, self._report_halt)  # halt.diagnosis first (petri_nb.diagnosis)
+
+    def _report_halt(self, halt: Halt) -> None:
         self.halts.append(halt)
         self._pending.append(halt)
         self._halt_signal.set()

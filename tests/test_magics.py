@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import ast
 import re
+import shutil
 import sys
 import threading
 import time
@@ -79,6 +80,14 @@ BAD_INPUTS = [
     ("launch --disk ''", "argument --disk: empty path"),
     ("launch --disk", "expected one argument"),
     ("launch --tpm=yes", "ignored explicit argument"),
+    ("record --cpus 2", "NotSupported: record/replay in QEMU 7.2 supports one vCPU"),
+    ("record tmk extra", "unrecognized arguments: extra"),
+    ("replay /no/such/recording", "is no readable recording"),
+    ("replay a b", "unrecognized arguments: b"),
+    ("rstep 1", "unrecognized arguments: 1"),
+    ("rcontinue --far", "unrecognized arguments: --far"),
+    ("seek later", "instruction count or 'end'"),
+    ("seek", "required: ICOUNT"),
     ("use", "required: name"),
     ("use ghost", "no running VM named 'ghost'"),
     ("use a b", "unrecognized arguments: b"),
@@ -182,7 +191,7 @@ def test_bad_input_is_a_one_line_usage_error(shell: InteractiveShell, line: str,
 
 
 def test_vm_subcommands_without_a_vm_say_how_to_get_one(shell: InteractiveShell):
-    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0"}
+    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0", "seek": " 0"}
     for name, sub in SUBCOMMANDS.items():
         if sub.needs_vm or name == "teardown":
             with pytest.raises(UsageError, match="no current VM; start one with `%petri launch`"):
@@ -296,6 +305,9 @@ ARGS = st.one_of(st.lists(st.one_of(TOKENS, st.text(max_size=6)), max_size=5).ma
 @given(subcommand=st.sampled_from([*SUBCOMMANDS, "bogus"]), args=ARGS)
 def test_random_arguments_give_success_or_usage_error_quickly(shell: InteractiveShell, subcommand: str, args: str):
     current = shell.magics_manager.registry["PetriMagics"]._current
+    if current is not None and not current.torn_down and current.recording is not None:
+        petri_nb.Vm(current).teardown()  # a recording or replay from `record`/`replay`: it cannot be reset
+        shutil.rmtree(current.recording, ignore_errors=True)
     if current is None or current.torn_down:
         shell.run_line_magic("petri", "launch")
     elif current.state != "running":

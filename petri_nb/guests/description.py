@@ -103,6 +103,8 @@ class Guest:
     pcie_root_ports: int = 0
     #: A gdbstub for breakpoints and stepping (idle until used).
     gdb: bool = True
+    #: Record the run for deterministic replay and reverse debugging (``vm.replay()``).
+    record: bool = False
     #: Extra arguments for the backend (QEMU's command line): the escape hatch.
     extra_args: tuple[str, ...] = ()
     #: An ELF file with the guest kernel's symbols (default: ``kernel`` when it is an ELF).
@@ -141,6 +143,8 @@ class Guest:
                               "use a console regex or firmware='bios'")
         if self.firmware_vars is not None and self.firmware in ("bios", "qboot"):
             raise LaunchError("firmware_vars is a UEFI variable store; it needs firmware='uefi' or 'uefi-secure'")
+        if not isinstance(self.record, bool):
+            raise LaunchError(f"record must be True or False, not {self.record!r}")
         _int_at_least("memory_mib", self.memory_mib, 16)
         _int_at_least("cpus", self.cpus, 1)
         _int_at_least("pcie_root_ports", self.pcie_root_ports, 0)

@@ -275,6 +275,40 @@ def describe(vm: Vm, addr: int) -> str:
     return f"0x{addr:x} ({best[1]}{f'+0x{offset:x}' if offset else ''})"
 
 
+# -- time travel (a recorded run and its replay) ----------------------------------------------
+
+def record(session: Session, _: None, args: argparse.Namespace) -> Vm:
+    options = {key: getattr(args, key) for key in LAUNCH_OPTIONS if hasattr(args, key)}
+    with waiting(f"launching {args.guest} (recording)", options.get("ready_timeout")):
+        vm = petri_nb.launch(args.guest, record=True, **options)
+    return session.make_current(vm)
+
+
+def replay(session: Session, vm: Vm | None, args: argparse.Namespace) -> Vm:
+    with waiting("opening the replay"):
+        replayed = petri_nb.replay(args.path) if args.path is not None else session.vm().replay()
+    return session.make_current(replayed)
+
+
+def rstep(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    with waiting(f"stepping {vm.name} back"):
+        pc = vm.reverse_step()
+    return PlainText(f"stopped at {describe(vm, pc)}, instruction {vm.icount()}")
+
+
+def rcontinue(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    with waiting(f"running {vm.name} back to the previous breakpoint"):
+        pc = vm.reverse_continue()
+    return PlainText(f"stopped at {describe(vm, pc)}, instruction {vm.icount()}")
+
+
+def seek(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    target: int | str = args.icount if args.icount == "end" else int(args.icount, 0)
+    with waiting(f"seeking {vm.name} to instruction {args.icount}"):
+        icount = vm.seek(target)
+    return PlainText(f"at instruction {icount}, {describe(vm, vm.register('EIP'))}")
+
+
 # -- many VMs ------------------------------------------------------------------------------
 
 def fleet(session: Session, _: None, args: argparse.Namespace) -> pd.DataFrame:

@@ -24,6 +24,17 @@ from .arguments import (
     where,
 )
 
+
+def icount_or_end(text: str) -> str:
+    """An instruction count (decimal or 0x hex) or ``end``, checked here, converted by the handler."""
+    if text != "end":
+        try:
+            int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an instruction count or 'end', not {text!r}") from None
+    return text
+
+
 _SUPPRESS = argparse.SUPPRESS  # launch options: absent from args unless typed (see handlers.launch)
 
 LAUNCH_ARGS = (
@@ -110,6 +121,15 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
     )),
     Subcommand("step", "Execute one instruction of the stopped guest; show the new program counter.", h.step),
     Subcommand("continue", "Let a guest stopped at a breakpoint (or paused) run again.", h.continue_),
+    Subcommand("record", "Boot GUEST recording it for replay (TCG, one vCPU); options as for launch.", h.record,
+               LAUNCH_ARGS, needs_vm=False, synopsis=LAUNCH_SYNOPSIS),
+    Subcommand("replay", "Replay the current recorded VM (ending its recording) or the recording in PATH, paused.",
+               h.replay, (arg("path", type=path, nargs="?", default=None, help="a recording directory"),),
+               needs_vm=False),
+    Subcommand("rstep", "Step the replay one instruction backwards.", h.rstep),
+    Subcommand("rcontinue", "Run the replay backwards to the previous breakpoint.", h.rcontinue),
+    Subcommand("seek", "Go to instruction count ICOUNT (or `end`) in the replay.", h.seek,
+               (arg("icount", type=icount_or_end, metavar="ICOUNT|end", help="instruction count or end"),)),
     Subcommand("checkpoint", "Keep the VM state in memory under NAME (default cp-N).", h.checkpoint,
                (arg("name", nargs="?", default=None, help="checkpoint name"),)),
     Subcommand("rewind", "Go back to checkpoint NAME (default: the latest).", h.rewind,

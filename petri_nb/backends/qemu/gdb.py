@@ -150,6 +150,14 @@ class GdbSession:
         await self.command("-exec-step-instruction")
         return await self.wait_stopped(timeout)
 
+    async def run_until_stop(self, cmd: str, timeout: float = GDB_TIMEOUT) -> dict[str, Any]:
+        """Send an execution command (e.g. ``-exec-step-instruction --reverse``) and wait for the stop."""
+        if self.running:
+            raise PetriError(f"{cmd.split()[0]} needs a stopped guest: pause() it first")
+        self._stopped.clear()
+        await self.command(cmd)
+        return await self.wait_stopped(timeout)
+
     @contextlib.asynccontextmanager
     async def _stopped_for(self) -> AsyncIterator[None]:
         """gdb (all-stop) changes breakpoints and memory only while the guest is stopped."""

@@ -26,6 +26,7 @@ from .hotplug import PcieHotplug
 from .instance import QemuInstance
 from .introspect import QmpInspector
 from .process import QemuProcess
+from .recording import Recorder
 from .refused import QemuRefused
 from .screen import screendump
 from .serial_tap import SerialTap
@@ -74,6 +75,7 @@ class QemuRuntime(Runtime):
         self._tpm: Swtpm | None = None
         self._spares: set[QemuInstance] = set()  # replacement QEMUs not (yet) the VM's: discarded at teardown
         self._disks: list[disks.PreparedDisk] = []
+        self.recorder = Recorder(guest, name, self.accel) if guest.record else None  # launch(record=True)
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
         self._cpu_log: CpuLog
@@ -92,7 +94,7 @@ class QemuRuntime(Runtime):
     # -- start ------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
-        self._sink = sink
+        self._sink = sink if self.recorder is None else self.recorder.sink(sink, self._execute)
         try:
             await self._start()
         except BaseException:
@@ -126,13 +128,18 @@ class QemuRuntime(Runtime):
                                   "(stop that VM, or launch with a copy of the image)") from e
             raise
         await self._attach(inst)
+        await self._begin()
+
+    async def _begin(self) -> None:
+        """Let the guest run (a replay stays paused instead)."""
         await self._execute("cont")
 
     def _prepare(self, rundir: Path) -> list[str]:
         """Disk overlays, the firmware's variable store, and the command line that uses them."""
         self._disks = disks.prepare_all(self.guest.disks, rundir)
         device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
-        return command.build_command(self.guest, rundir, self.accel, self._disks, device_args)
+        argv = command.build_command(self.guest, rundir, self.accel, self._disks, device_args)
+        return argv if self.recorder is None else self.recorder.command(argv, rundir)
 
     async def _attach(self, inst: QemuInstance) -> QemuInstance | None:
         """Make ``inst`` this VM's QEMU and service it; returns the one it replaces (not yet stopped).
@@ -192,6 +199,8 @@ class QemuRuntime(Runtime):
                       f"it can no longer be controlled, tear it down")
 
     async def reset(self) -> None:
+        if self.recorder is not None:
+            self.recorder.refuse("reset")
         if self.relaunch_pending:  # a new kernel command line: only a new QEMU reads it
             await self._relaunch()
             self.relaunch_pending = False
@@ -268,10 +277,14 @@ class QemuRuntime(Runtime):
             raise await self._link_lost("a console write", e) from e
 
     async def save_state(self) -> bytes:
+        if self.recorder is not None:
+            self.recorder.refuse("save_state")
         return await migration.save(self._execute, self.qmp.send_fd_scm, self.status, self.pause, self.resume)
 
     async def restore_state(self, data: bytes) -> str:
         """Replace the running QEMU by one loaded from ``data``; returns its run state (not resumed)."""
+        if self.recorder is not None:
+            self.recorder.refuse("restore_state")
         data = migration.check_stream(data)
         incoming = await self._start_replacement(("-incoming", "defer"), "restore")
         try:
@@ -325,6 +338,8 @@ class QemuRuntime(Runtime):
         self.relaunch_pending = True
 
     async def add_pcie_device(self, kind: str, port: str | None = None, **options: Any) -> dict[str, Any]:
+        if self.recorder is not None:
+            self.recorder.refuse("add_pcie_device")
         return await self.hotplug.add(kind, port, **options)
 
     async def remove_pcie_device(self, port: str, timeout: float | None = None) -> dict[str, Any]:
@@ -346,6 +361,9 @@ class QemuRuntime(Runtime):
             await spare.discard()
         if self._instance is not None:
             await self.debugger.detach()
+            if self.recorder is not None:  # where the recording ends
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.recorder.mark_end(self._execute), QUIT_GRACE)
             await self._instance.stop(QUIT_GRACE)  # first, so the pumps still record QEMU's last events
         for task in self._tasks:
             task.cancel()

@@ -1,0 +1,146 @@
+"""ReplayRuntime: a QEMU replaying a recording, paused, with gdb attached for reverse execution.
+
+Seeking goes through QMP (``replay-seek``: QEMU loads the nearest snapshot and runs to the
+instruction count), and so does a reverse step (a seek one instruction back, as gdb's
+``reverse-stepi`` asks the stub); a reverse continue goes through gdb (``reverse-continue``).
+
+Two things in QEMU 7.2 abort or fail at the very end of a recording that ends in a halt:
+reversing from the ``shutdown`` run state aborts QEMU ("invalid runstate transition:
+'shutdown' -> 'running'"), and stepping back from the instruction that requested the
+shutdown gives gdb ``E14``. So the end of a recording is the instruction count one
+before the one the recording stopped at (its halt): there the guest sits on the faulting
+instruction, still paused, and reverse steps work. A replay that ran into the recorded
+shutdown is restarted (a fresh replay QEMU) before it seeks back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import EventListener
+
+from ...errors import NotSupported, PetriError, PetriTimeout
+from ...guests.description import Guest
+from .recording import LOG, Recording
+from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
+
+#: Bound on one seek or reverse step: QEMU re-executes from the snapshot before the target.
+REPLAY_TIMEOUT = 300.0
+#: Bound on a reverse continue (QEMU replays the recording up to here twice at most).
+REVERSE_CONTINUE_TIMEOUT = 120.0
+
+
+class ReplayRuntime(QemuRuntime):
+    """One replay of ``recording``; starts paused at instruction 0."""
+
+    backend_name = "QEMU replay"
+
+    def __init__(self, recording: Recording, name: str) -> None:
+        kernel = recording.path / (recording.kernel or LOG)  # the kernel copy gives symbols
+        super().__init__(Guest(name=recording.guest, kernel=kernel, gdb=True), name, "tcg")
+        self.recording = recording
+
+    @property
+    def end_icount(self) -> int | None:
+        """The last instruction count a replay can stop at safely (one before the recording's end)."""
+        end = self.recording.end_icount
+        return None if end is None else max(0, end - 1)
+
+    def _prepare(self, rundir: Path) -> list[str]:
+        return self.recording.replay_argv(rundir)
+
+    async def _begin(self) -> None:
+        await self.debugger.session()  # paused at instruction 0 with the gdbstub attached
+
+    async def reset(self) -> None:
+        raise NotSupported("reset() in a replay: the replay follows the recording; seek(0) goes back to its start")
+
+    async def save_state(self) -> bytes:
+        raise NotSupported("save_state() in a replay: every instruction count is already a state; seek() to it")
+
+    async def restore_state(self, data: bytes) -> str:
+        raise NotSupported("restore_state() in a replay: the replay follows the recording; seek() instead")
+
+    async def icount(self) -> int:
+        return int((await self._execute("query-replay"))["icount"])
+
+    async def seek(self, icount: int) -> int:
+        """Run the replay to ``icount`` (clamped to the safe end); returns where it stopped."""
+        end = self.end_icount
+        if end is not None:
+            icount = min(icount, end)
+        if icount < 0:
+            raise PetriError(f"an instruction count is >= 0, not {icount}")
+        await self.debugger.detach()  # gdb would not expect the stop; it re-attaches on next use
+        if await self.status() in HALTED_STATES:  # QEMU 7.2 aborts leaving 'shutdown' for 'running'
+            await self._restart_replay()
+        stops = EventListener(("STOP",))
+        with self.qmp.listen(stops):
+            self._pump.expect_own_stop()
+            await self._execute("replay-seek", {"icount": icount})
+            deadline = time.monotonic() + REPLAY_TIMEOUT
+            while (await self.status() == "running" or await self.icount() != icount):
+                if time.monotonic() > deadline:
+                    raise PetriTimeout(f"the replay did not reach instruction {icount} within {REPLAY_TIMEOUT:g} s")
+                try:
+                    await asyncio.wait_for(stops.get(), max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    continue
+        return await self.icount()
+
+    async def _restart_replay(self) -> None:
+        """A fresh replay QEMU from the start; the old one goes first (both would lock the snapshot drive)."""
+        for task in self._tasks:  # so the old QEMU's exit is not reported as VM loss
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._instance is not None:
+            await self._instance.stop(OLD_QEMU_GRACE)
+            self._instance = None
+        await self._attach(await self._start_replacement((), "replay restart"))
+        self._cpu_log.truncated()
+        self._pump.restarted()
+
+    async def reverse_step(self) -> int:
+        """One instruction back; returns the program counter there.
+
+        A seek to the previous instruction count, which is what gdb's ``reverse-stepi`` asks QEMU
+        for too (replay_seek to icount - 1); through QMP it needs no gdb round trips."""
+        status = await self.status()
+        if status in HALTED_STATES:
+            raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
+                             "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
+        here = await self.icount()
+        if here == 0:
+            raise PetriError("the replay is at instruction 0, the start of the recording: there is no step back")
+        await self.seek(here - 1)
+        regs = {r.name: r.value for r in await self.registers() if r.cpu == 0}
+        ip = regs["RIP"] if "RIP" in regs else regs["EIP"]
+        return (regs.get("CS.base", 0) + ip) & ((1 << 64) - 1)
+
+    async def reverse_continue(self) -> dict[str, Any]:
+        """Back to the previous breakpoint hit (or the start of the recording); gdb's stop record."""
+        return await self._reverse("-exec-continue --reverse")
+
+    async def _reverse(self, cmd: str) -> dict[str, Any]:
+        status = await self.status()
+        if status in HALTED_STATES:
+            raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
+                             "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
+        gdb = await self.debugger.session()
+        try:
+            return await gdb.run_until_stop(cmd, REVERSE_CONTINUE_TIMEOUT)
+        except PetriTimeout:
+            raise PetriTimeout(f"the replay did not stop within {REVERSE_CONTINUE_TIMEOUT:g} s of gdb's reverse "
+                               "continue: QEMU 7.2 sometimes deadlocks there on a loaded host (QMP stops answering "
+                               "too); tear this replay down and open the recording again") from None
+
+
+def _pc(stop: dict[str, Any]) -> int:
+    try:
+        return int(stop.get("frame", {}).get("addr", "0"), 16)
+    except ValueError:
+        return 0

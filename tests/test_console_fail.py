@@ -1,0 +1,58 @@
+"""console.expect(..., fail=[...]) raises as soon as a failure pattern appears (real QEMU)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from linux_vm import booted_linux
+
+import petri_nb
+from petri_nb import ConsoleFailure, PetriError
+
+
+def test_a_failure_pattern_raises_at_once_instead_of_waiting_out_the_timeout(vm: petri_nb.Vm) -> None:
+    start = time.monotonic()
+    vm.console.write("echo firmware error 42\n")
+    with pytest.raises(ConsoleFailure, match="firmware error") as info:
+        vm.console.expect("never printed", timeout=30, fail=[r"firmware error \d+", "Kernel panic"])
+    assert time.monotonic() - start < 1.0
+    assert info.value.match[0] == "firmware error 42"
+    vm.console.write("echo after\n")
+    assert vm.console.expect("after", timeout=10, fail=["firmware error"])  # the failure was consumed
+
+
+def test_the_awaited_text_wins_when_it_comes_before_a_failure(vm: petri_nb.Vm) -> None:
+    vm.console.write("echo good\n")
+    vm.console.write("echo bad\n")
+    assert vm.console.expect("good", timeout=10, fail=["bad"])[0] == "good"
+    with pytest.raises(ConsoleFailure):
+        vm.console.expect("good", timeout=10, fail="bad")  # one pattern may be given as a string
+
+
+def test_without_fail_patterns_a_timeout_is_still_a_timeout(vm: petri_nb.Vm) -> None:
+    with pytest.raises(petri_nb.PetriTimeout):
+        vm.console.expect("never printed", timeout=0.3, fail=[])
+
+
+@pytest.mark.slow
+def test_a_linux_panic_fails_expect_within_a_second_and_is_diagnosed() -> None:
+    with booted_linux() as (vm, agent, _):
+        def crash() -> None:
+            try:
+                agent.run("echo c > /proc/sysrq-trigger", timeout=30)
+            except PetriError:
+                pass  # the guest dies under the agent call
+
+        threading.Thread(target=crash, daemon=True).start()
+        with pytest.raises(ConsoleFailure, match="Kernel panic"):
+            vm.console.expect("never printed", timeout=60, fail=[r"Kernel panic - not syncing"])
+        raised = vm.uptime
+        frame = vm.timeline()
+        lines = frame[(frame["source"] == "console") & frame["detail"].str.contains("Kernel panic - not syncing")]
+        assert raised - lines["t"].iloc[0] < 1.0
+        halt = vm.wait_for_halt(timeout=60)
+        oops = halt.diagnosis.oops
+        assert oops is not None and oops.message == "Kernel panic - not syncing: sysrq triggered crash"
+        assert any(f.startswith("sysrq_handle_crash") for f in oops.call_trace)
