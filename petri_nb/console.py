@@ -86,13 +86,14 @@ class AsyncConsole:
     @runs_on_runtime_loop
     async def expect(
         self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT,
-        fail: Sequence[str | re.Pattern[str]] = (),
+        fail: str | re.Pattern[str] | Sequence[str | re.Pattern[str]] = (),
     ) -> re.Match[str]:
         """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first, and
         ConsoleFailure as soon as one of the ``fail`` patterns (e.g. ``"Kernel panic"``) appears
         before it, instead of waiting out the timeout."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        failures = [re.compile(f) if isinstance(f, str) else f for f in ([fail] if isinstance(fail, str) else fail)]
+        patterns = [fail] if isinstance(fail, (str, re.Pattern)) else fail
+        failures = [re.compile(f) if isinstance(f, str) else f for f in patterns]
         return await self._call(
             "console.expect", self._search(regex, failures), halts=True, timeout=timeout,
             what=f"console output matching {regex.pattern!r}",

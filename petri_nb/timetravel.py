@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import pandas as pd
+
 from . import live
 from .errors import NotSupported, PetriError
 from .loop import runs_on_runtime_loop
@@ -109,7 +111,7 @@ class TimeTravelMixin(VmCore):
         return await self._call("icount", self._replay_control("icount").icount())
 
     @runs_on_runtime_loop
-    async def seek(self, where: int | str | Mapping[str, Any]) -> int:
+    async def seek(self, where: int | str | Mapping[str, Any] | pd.Series) -> int:
         """Go to an instruction count, ``"end"`` (the last state before the recording ended) or a
         timeline row of the recorded run; returns the instruction count reached."""
         control = self._replay_control("seek")

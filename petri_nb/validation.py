@@ -31,7 +31,7 @@ Check = Callable[[Any], bool]
 #: Parameters that are durations: finite and >= 0 (None where the annotation allows it).
 TIMES = frozenset({"timeout", "interval", "every", "ready_timeout", "grace"})
 #: Parameters that are regular expressions: they must compile.
-PATTERNS = frozenset({"pattern", "regex"})
+PATTERNS = frozenset({"pattern", "regex", "fail"})
 #: Longest time a call takes as a number (a year); longer is a slip, and None means no end.
 MAX_SECONDS = 365 * 24 * 3600.0
 _SKIP = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -78,7 +78,14 @@ def _check_for(tp: Any) -> Check | None:
         if any(p is None for p in parts):
             return None
         return lambda v: any(p(v) for p in parts)  # type: ignore[misc]
-    if origin is not None:  # list[...], re.Pattern[str], os.PathLike[str], Callable[...]
+    if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable) and typing.get_args(tp):
+        item = _check_for(typing.get_args(tp)[0])
+        if item is None:
+            return None
+        kind = list if origin is list else tuple if origin is tuple else origin
+        # A str or bytes is a sequence too, but never the one meant: a lone pattern is not a list of them.
+        return lambda v: isinstance(v, kind) and not isinstance(v, (str, bytes)) and all(item(x) for x in v)
+    if origin is not None:  # re.Pattern[str], os.PathLike[str], Callable[...], dict[...]
         tp = origin
     if tp is collections.abc.Callable:
         return callable
@@ -128,11 +135,12 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         if name in TIMES and _is_number(value) and not 0 <= value <= MAX_SECONDS:
             raise BadArgument(f"{fn.__name__}(): {name} must be a number of seconds from 0 to {MAX_SECONDS:g} "
                               f"(None waits without end), not {_show(value)}")
-        if name in PATTERNS and isinstance(value, str):
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise BadArgument(f"{fn.__name__}(): {name} {value!r} is not a regular expression: {e}") from None
+        if name in PATTERNS:
+            for text in [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else ():
+                try:
+                    re.compile(text)
+                except (re.error, TypeError) as e:
+                    raise BadArgument(f"{fn.__name__}(): {name} {text!r} is not a regular expression: {e}") from None
 
 
 def _show(value: object) -> str:

@@ -17,7 +17,7 @@ def test_a_failure_pattern_raises_at_once_instead_of_waiting_out_the_timeout(vm:
     vm.console.write("echo firmware error 42\n")
     with pytest.raises(ConsoleFailure, match="firmware error") as info:
         vm.console.expect("never printed", timeout=30, fail=[r"firmware error \d+", "Kernel panic"])
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 10  # far from the 30 s timeout: it did not wait it out
     assert info.value.match[0] == "firmware error 42"
     vm.console.write("echo after\n")
     assert vm.console.expect("after", timeout=10, fail=["firmware error"])  # the failure was consumed
