@@ -93,7 +93,7 @@ class VmCore(VmEvents):
                     raise
                 except Exception as e:
                     if self._gone.done():
-                        raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
+                        raise self._gone_error() from e
                     raise
             if self._gone.done() and not (halts and self._pending):
                 raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
@@ -147,7 +147,7 @@ class VmCore(VmEvents):
             raise
         except Exception as e:
             if self._gone.done():
-                raise VmGone(f"VM {self.name} is gone: {self.gone_reason}") from e
+                raise self._gone_error() from e
             raise
         finally:
             if not why:

@@ -170,7 +170,11 @@ class VmEvents:
         if self.torn_down:
             raise PetriError(f"VM {self.name} was torn down")
         if self._gone.done():
-            raise VmGone(f"VM {self.name} is gone: {self.gone_reason}")
+            raise self._gone_error()
+
+    def _gone_error(self) -> VmGone:
+        """What a call raises when the VM went away (before it or under it)."""
+        return VmGone(f"VM {self.name} is gone: {self.gone_reason}")
 
     def _mark_gone(self) -> None:
         if not self._gone.done():
