@@ -94,3 +94,14 @@ def test_a_vm_without_an_agent_says_so_quickly(vm: petri_nb.Vm) -> None:
     assert time.monotonic() - start < 2
     vm.console.write("echo alive\n")
     vm.console.expect("alive", timeout=10)
+
+
+def test_an_output_flood_is_stopped_at_max_output_and_host_memory_stays_bounded(agent: Agent) -> None:
+    import psutil
+
+    rss_before = psutil.Process().memory_info().rss
+    with pytest.raises(petri_nb.AgentError, match=r"more than 8388608 bytes \(max_output\); it was stopped"):
+        agent.run("cat /dev/zero", timeout=60, max_output=8 << 20)
+    grown = psutil.Process().memory_info().rss - rss_before
+    assert grown < 200 << 20, f"host RSS grew by {grown >> 20} MiB for an 8 MiB limit"
+    assert agent.run("echo still here").stdout == b"still here\n"

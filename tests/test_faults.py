@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
 import random
 import threading
 import time
@@ -217,3 +218,64 @@ def test_teardown_at_random_points_of_restore_and_rewind_leaves_no_qemu() -> Non
 
         run_blocking(race())
         wait_until(lambda: not our_qemus(), timeout=5, what=f"no QEMU after teardown {i}")
+
+
+def test_qemu_dying_under_a_console_write_is_vm_gone() -> None:
+    import signal
+
+    with petri_nb.launch("tmk", name="dies") as vm:
+        os.kill(vm.pid, signal.SIGKILL)
+        wait_until(lambda: vm.state == "gone", timeout=10, what="the VM to be gone")
+        with pytest.raises(petri_nb.VmGone):
+            vm.console.write("echo x\n")
+
+
+def test_a_deleted_run_dir_gives_petri_errors_and_a_triple_fault_is_still_one() -> None:
+    import shutil
+
+    with petri_nb.launch("tmk", name="no-rundir") as vm:
+        vm.checkpoint("base")
+        vm.console.write("count\n")
+        vm.console.expect("count=", timeout=10)  # the CPU log is open from here on
+        shutil.rmtree(vm.aio.runtime.rundir)
+        with pytest.raises(PetriError, match="run directory .* was deleted"):
+            vm.rewind("base")
+        with pytest.raises(PetriError, match="gdbstub socket .* is gone"):
+            vm.break_at("run_command")
+        vm.console.write("triplefault\n")
+        assert vm.wait_for_halt(timeout=30).reason is petri_nb.HaltReason.TRIPLE_FAULT
+
+
+def test_wait_for_halt_notices_a_breakpoint_stop() -> None:
+    with petri_nb.launch("tmk", name="bp-wait") as vm:
+        vm.break_at("run_command")
+        vm.console.write("count\n")
+        with pytest.raises(petri_nb.BreakpointHit):
+            vm.wait_for_halt(timeout=30)
+
+
+def test_saved_runs_are_private_and_stay_where_they_were_first_saved(tmp_path: Path) -> None:
+    with petri_nb.launch("tmk", name="private") as vm:
+        run = vm.save_timeline(tmp_path / "runs")
+        assert run.stat().st_mode & 0o077 == 0
+        assert all(f.stat().st_mode & 0o077 == 0 for f in run.iterdir())
+        with pytest.raises(PetriError, match="already saved to"):
+            vm.save_timeline(tmp_path / "elsewhere")
+
+
+def test_run_dirs_of_a_dead_process_are_reaped_and_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from petri_nb.backends.qemu import rundirs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / "petri_nb-orphan-x"
+    orphan.mkdir(mode=0o700)
+    (orphan / "owner").write_text(f"{dead.stdout.strip()} 1\n")
+    (orphan / "console.log").write_text("secret")
+    ours = tmp_path / "petri_nb-ours-y"
+    ours.mkdir(mode=0o700)
+    (ours / "owner").write_text(f"{os.getpid()} {rundirs._start_time(os.getpid())}\n")
+    assert rundirs.reap_orphans(tmp_path) == [orphan]
+    assert not orphan.exists() and ours.exists()

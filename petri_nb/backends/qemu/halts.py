@@ -113,14 +113,19 @@ class CpuLog:
     def read_new(self) -> str:
         if self._file is None:
             try:
-                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open on purpose, closed in truncated()
+                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open on purpose, closed in close()
             except FileNotFoundError:
                 return ""
         return self._file.read().decode(errors="replace")
 
-    def truncated(self) -> None:
-        """A new QEMU started over the same file (it truncates it): read the new file from its start."""
+    def reopen(self) -> None:
+        """A new QEMU started over the file (it truncates it): read it from its end, holding it open."""
         self.close()
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - kept open on purpose, closed in close()
+        except FileNotFoundError:
+            return
+        self._file.seek(0, 2)
 
     def close(self) -> None:
         if self._file is not None:

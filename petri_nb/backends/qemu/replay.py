@@ -100,8 +100,7 @@ class ReplayRuntime(QemuRuntime):
         if self._instance is not None:
             await self._instance.stop(OLD_QEMU_GRACE)
             self._instance = None
-        await self._attach(await self._start_replacement((), "replay restart"))
-        self._cpu_log.truncated()
+        await self._attach(await self._start_replacement((), "replay restart"))  # reopens the CPU log
         self._pump.restarted()
 
     async def reverse_step(self) -> int:

@@ -149,6 +149,7 @@ class QemuRuntime(Runtime):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         old, self._instance = self._instance, inst
+        self._cpu_log.reopen()  # this QEMU's log, open from now on (it survives a deleted run dir)
         self.proc, self._exited, self.qmp, self._console = inst.proc, inst.exited, inst.qmp, inst.console_writer
         assert inst.console_reader is not None
         self._tasks = [
@@ -235,7 +236,6 @@ class QemuRuntime(Runtime):
         await self.debugger.detach()
         old = await self._attach(new)
         self._spares.discard(new)
-        self._cpu_log.truncated()  # the new QEMU truncated cpu.log
         self._pump.restarted()
         self._boot.restarted()
         if old is not None:  # it would unlink the sockets the new QEMU now serves at the same paths
