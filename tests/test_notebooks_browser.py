@@ -108,5 +108,7 @@ def test_linux_agent_notebook_runs_in_jupyterlab(lab: Lab, page) -> None:
     s = run_all(page, lab, prepare(lab, "linux_agent"), timeout=300)
     assert s["uname"].startswith("Linux ") and s["halt"] == "POWER_OFF"
     assert s["note_after_restore"] == "written before save" and s["disk_gone_after_unplug"]
+    # JupyterLab renders only the cells near the viewport: bring the view's cell back first.
+    page.locator(".jp-Notebook .jp-Cell").nth(3).scroll_into_view_if_needed()
     page.wait_for_selector(".petri-vmview-screen[data-seq]", state="attached", timeout=10_000)
     images(page, 1)

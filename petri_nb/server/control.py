@@ -19,6 +19,7 @@ from typing import Any
 
 from qemu.qmp import QMPClient, QMPError
 
+from ..backends.qemu.display import read_facts
 from .bridge import SideChannelHandler
 
 #: How long a reset waits for the firmware's own reboot (SeaBIOS reboots once more after any reset).
@@ -53,7 +54,7 @@ async def _next_reset(events: Any, timeout: float) -> dict[str, Any] | None:
         return None
 
 
-async def _reset(qmp: QMPClient) -> None:
+async def _reset(qmp: QMPClient, firmware_reboots: bool) -> None:
     with qmp.listener() as events:  # subscribe before the reset, so no event is missed
         await qmp.execute("set-action", {"reboot": "reset"})
         try:
@@ -63,16 +64,16 @@ async def _reset(qmp: QMPClient) -> None:
                 await qmp.execute("cont")  # a halted VM is paused: run it
             # SeaBIOS reboots once more (0xCF9, then perhaps a triple fault, maybe late): those
             # resets belong to this one. Guest resets are halts again only once they have stopped.
-            if await _next_reset(events, FIRMWARE_REBOOT) is not None:
+            if firmware_reboots and await _next_reset(events, FIRMWARE_REBOOT) is not None:
                 while await _next_reset(events, SETTLE) is not None:
                     pass
         finally:
             await qmp.execute("set-action", {"reboot": "shutdown"})
 
 
-async def _act(qmp: QMPClient, action: str) -> None:
-    if action == "reset":
-        await _reset(qmp)
+async def _act(qmp: QMPClient, action: str, sock: Path) -> None:
+    if action == "reset":  # qboot and OVMF do not reboot themselves after a reset: no wait for it
+        await _reset(qmp, read_facts(sock.parent).get("firmware_reboots_after_reset", True))
     elif action == "poweroff":  # forced: QEMU quits, the kernel sees the VM gone
         with contextlib.suppress(QMPError, EOFError, OSError):
             await qmp.execute("quit")
@@ -91,7 +92,7 @@ async def run_action(sock: Path, action: str) -> None:
         qmp = QMPClient("petri_nb-view")
         await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
         try:
-            await asyncio.wait_for(_act(qmp, action), QMP_TIMEOUT + FIRMWARE_REBOOT)
+            await asyncio.wait_for(_act(qmp, action, sock), QMP_TIMEOUT + FIRMWARE_REBOOT)
         finally:
             with contextlib.suppress(Exception):
                 await qmp.disconnect()

@@ -9,9 +9,11 @@ on every interface.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Socket names inside the run dir; the server extension looks for exactly these. QEMU serves
 #: the first two; the runtime's serial tap (serial_tap.py) serves the third.
@@ -29,6 +31,23 @@ def display_args(rundir: Path) -> list[str]:
         "-vnc", f"unix:{rundir / VIEW_SOCKETS['vnc']}",
         "-qmp", f"unix:{rundir / VIEW_SOCKETS['control']},server=on,wait=off",
     ]
+
+
+#: Facts about the VM the view server needs and cannot ask QEMU (written by the runtime).
+FACTS = "view.json"
+
+
+def write_facts(rundir: Path, *, firmware_reboots_after_reset: bool) -> None:
+    (rundir / FACTS).write_text(json.dumps({"firmware_reboots_after_reset": firmware_reboots_after_reset}))
+
+
+def read_facts(rundir: Path) -> dict[str, Any]:
+    """The facts the runtime wrote; none (so the cautious defaults) if it wrote nothing readable."""
+    try:
+        facts = json.loads((rundir / FACTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 def view_sockets(rundir: Path | None) -> dict[str, Path]:

@@ -106,6 +106,7 @@ class QemuRuntime(Runtime):
         sink = self._sink
         self.rundir = rundirs.make(self.name)
         await self.serial_tap.start(self.view_sockets["serial"])
+        display.write_facts(self.rundir, firmware_reboots_after_reset=self._firmware_reboots)
         self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # qemu-img and file copies: off the loop
         if self.guest.tpm:
             self._tpm = await Swtpm.start(self.rundir)
