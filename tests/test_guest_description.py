@@ -108,9 +108,8 @@ def test_only_seabios_pays_for_a_late_firmware_reboot_after_reset() -> None:
     assert reboots_itself_after_reset("uefi-secure")  # not measured: keeps the bounded wait
 
 
-def test_the_linux_preset_boots_with_qboot_unless_it_has_a_tpm() -> None:
-    # qboot gives a TPM guest no memory map (Linux falls back to 35 MiB and panics): SeaBIOS then.
-    from petri_nb.guests.linux import _firmware
-
-    assert _firmware({}) == "qboot"
-    assert _firmware({"tpm": True}) == "bios"
+def test_tmk_boots_with_qboot_and_the_linux_preset_with_seabios() -> None:
+    # qboot runs no VGA BIOS (a serial-console Linux would show a black view) and gives a TPM guest
+    # no memory map; tmk sets up its own screen. Either preset takes firmware= to choose.
+    assert describe("tmk").firmware == "qboot" and describe("tmk", firmware="bios").firmware == "bios"
+    assert describe("linux").firmware == "bios" and describe("linux", firmware="qboot").firmware == "qboot"
