@@ -134,5 +134,6 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
         assert page.locator(".petri-vmview-state").text_content() == "torn down"
         assert not [line for line in page_log if line.startswith("pageerror")], page_log
     finally:
-        run_in_kernel(client, "'vm' in dir() and vm.teardown()")
+        # The test restarted the kernel: under CI's load the new one can take a while to answer.
+        run_in_kernel(client, "'vm' in dir() and vm.teardown()", timeout=120)
         client.stop_channels()
