@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ class AsyncConsole:
         self._line_start = 0
         self._grew = asyncio.Event()
         self.dropped_chars = 0
+        #: time.monotonic() of the newest output (for the stall detector, petri_nb.watchdogs).
+        self.last_output = time.monotonic()
 
     @property
     def text(self) -> str:
@@ -61,6 +64,7 @@ class AsyncConsole:
     def feed(self, data: bytes) -> None:
         """Called by the backend on the runtime loop with raw console bytes."""
         self._text += self._decoder.decode(data)
+        self.last_output = time.monotonic()
         while (nl := self._text.find("\n", self._line_start)) >= 0:
             self._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
             self._line_start = nl + 1

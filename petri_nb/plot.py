@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import PetriError
@@ -18,11 +19,14 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 #: Marker per event source; halts are drawn separately, coloured by reason.
-MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": "^"}
+MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": "^", "boot": "v", "screen": "P"}
 SOURCE_COLORS = {"qmp": "tab:blue", "runtime": "tab:gray", "console": "tab:green", "inspect": "tab:purple",
-                 "agent": "tab:olive"}
+                 "agent": "tab:olive", "boot": "tab:pink", "screen": "tab:cyan"}
 #: Sources sit above/below the lane centre (where halts are), so events at one instant stay visible.
-OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3}
+OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3, "boot": 0.3,
+           "screen": 0.0}
+#: Screen watchdog thumbnails drawn on one timeline plot (spread evenly over the screen rows).
+MAX_THUMBNAILS = 12
 REASON_COLORS = {"POWER_OFF": "tab:blue", "RESET": "tab:orange", "HIBERNATE": "tab:cyan",
                  "TRIPLE_FAULT": "tab:red", "PANIC": "darkred", "OTHER": "tab:brown"}
 
@@ -72,6 +76,7 @@ def timeline(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ys = y[rows.index]
         ax.scatter(rows["t"], ys, marker="X", s=140, color=REASON_COLORS.get(reason, "black"),
                    edgecolors="black", linewidths=0.5, label=f"halt: {reason}", zorder=3)
+    _thumbnails(ax, df[source == "screen"], y)
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set_xlabel("seconds since launch")
@@ -80,6 +85,26 @@ def timeline(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     if len(df):
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
     return ax
+
+
+def _thumbnails(ax: Axes, screens: pd.DataFrame, y: pd.Series) -> None:
+    """The screen watchdog's screenshots as small images on their lane, at their moment."""
+    if screens.empty:
+        return
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    from .timeline import screen_image
+
+    step = max(1, -(-len(screens) // MAX_THUMBNAILS))
+    for index, row in screens.iloc[::step].iterrows():
+        image = screen_image(row["data"])
+        if image is None:
+            continue
+        image.thumbnail((80, 60))
+        thumb = OffsetImage(np.asarray(image.convert("RGB")), zoom=0.6)
+        box = AnnotationBbox(thumb, (row["t"], y[index] - 0.22), frameon=True, pad=0.1,
+                             bboxprops={"edgecolor": SOURCE_COLORS["screen"], "linewidth": 0.8}, zorder=4)
+        ax.add_artist(box)
 
 
 def halt_reasons(df: pd.DataFrame, ax: Axes | None = None) -> Axes:

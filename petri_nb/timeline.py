@@ -12,7 +12,9 @@ and a warning), never silently.
 
 from __future__ import annotations
 
+import base64
 import collections
+import io
 import json
 import threading
 import time
@@ -24,11 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from PIL import Image
 
 if TYPE_CHECKING:
     from .introspect import InspectNode
 
-SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent", "boot")
+SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent", "boot", "screen")
 COLUMNS = ("vm", "run", "t", "wall", "source", "kind", "reason", "detail", "data")
 #: Declared dtypes of the timeline schema (DESIGN.md).
 DTYPES = {
@@ -197,6 +200,17 @@ class Timeline:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def screen_image(data: str | None) -> Image.Image | None:
+    """The image of a screen row (source ``screen``: its ``data`` holds the PNG as base64), or None."""
+    if not data:
+        return None
+    try:
+        png = base64.b64decode(json.loads(data)["png"])
+        return Image.open(io.BytesIO(png))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
 
 
 def sort_by_time(frame: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Check = Callable[[Any], bool]
 
 #: Parameters that are durations: finite and >= 0 (None where the annotation allows it).
-TIMES = frozenset({"timeout", "interval", "every", "ready_timeout", "grace"})
+TIMES = frozenset({"timeout", "interval", "every", "ready_timeout", "grace", "still_for", "stall_after"})
 #: Parameters that are regular expressions: they must compile.
 PATTERNS = frozenset({"pattern", "regex", "fail"})
 #: Longest time a call takes as a number (a year); longer is a slip, and None means no end.

@@ -29,6 +29,7 @@ from .run_state import Fact
 from .screen_text import ScreenTextMixin
 from .state import StateMixin
 from .timetravel import TimeTravelMixin, start_replay
+from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
 
 if TYPE_CHECKING:
     import anywidget
@@ -41,7 +42,7 @@ BOOT_EVENT_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 120.0
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     @property
@@ -177,7 +178,8 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin):
         return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
 
 
-async def _launch(guest: str | Guest | None, name: str | None, accel: str, **options: Any) -> AsyncVm:
+async def _launch(guest: str | Guest | None, name: str | None, accel: str, screen_watchdog: float | None = SCREEN_EVERY,
+                  console_stall: float | None = STALL_AFTER, **options: Any) -> AsyncVm:
     # Describing a preset may fetch and build (the Linux guest's kernel and initramfs):
     # off the runtime loop, so running VMs stay serviced meanwhile.
     spec = await asyncio.to_thread(describe, guest, **options)
@@ -190,6 +192,8 @@ async def _launch(guest: str | Guest | None, name: str | None, accel: str, **opt
     live.register(name, vm)
     try:
         await vm._boot()
+        await vm.watch_screen(screen_watchdog)
+        await vm.watch_console(console_stall)
     except BaseException:
         await vm.teardown()
         raise
@@ -200,7 +204,8 @@ async def _launch(guest: str | Guest | None, name: str | None, accel: str, **opt
 async def launch_async(guest: str | Guest | None = None, *, name: str | None = None, accel: str = "tcg",
                        **options: Any) -> AsyncVm:
     """Boot ``guest`` (a preset name, a Guest, or Guest fields as keywords: ``kernel=``, ``disks=``...)
-    and return once it is ready."""
+    and return once it is ready. ``screen_watchdog`` (seconds) and ``console_stall`` (seconds) start
+    the watchdogs (``watch_screen``, ``watch_console``); None leaves one off."""
     return await _launch(guest, name, accel, **options)
 
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(qemu-system-x86 gcc binutils python3-venv python3-dev chromium fonts-dejavu-core util-linux busybox-static qemu-utils libc6-dev gdb
-    ovmf mtools dosfstools syslinux fdisk swtpm)
+    ovmf mtools dosfstools syslinux fdisk swtpm tesseract-ocr tesseract-ocr-eng)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
