@@ -153,6 +153,8 @@ def compare(result_or_a: Any, b: Any = None, ax: Axes | None = None, **options: 
                     color=VERDICT_COLORS.get(verdict, "black"), label=verdict)
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
+    if len(rows) and (rows["ratio"] > 0).all() and rows["ratio"].max() / rows["ratio"].min() > 10:
+        ax.set_xscale("log")  # 0.1x and 10x equally far from 1
     ax.set_xlabel("B / A (ratio of medians; halt mix: ratio of shares)")
     ax.set_title("Run set B against A")
     ax.grid(axis="x", alpha=0.3)
