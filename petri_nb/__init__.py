@@ -5,6 +5,7 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 from . import plot
+from .compare import compare
 from .errors import (
     AgentError,
     BreakpointHit,
@@ -16,6 +17,7 @@ from .errors import (
     VmGone,
     VmHalted,
 )
+from .flaky import flakiness
 from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
@@ -42,6 +44,8 @@ __all__ = [
     "Vm",
     "VmGone",
     "VmHalted",
+    "compare",
+    "flakiness",
     "inspect_diff",
     "launch",
     "launch_async",

@@ -5,7 +5,7 @@ scheduler. Each run is one Dask task: a worker process boots the guest, hands th
 blocking ``Vm`` to the experiment, tears the VM down and returns its outcome and
 timeline. The client streams each finished timeline to ``<rundir>/<run>.parquet``
 and a line to ``<rundir>/outcomes.jsonl``, so a half-finished fleet can already be
-analysed.
+analysed. Timelines carry their run's metadata columns (host, qemu_version...: run_meta).
 
 A worker process dying mid-run takes its QEMU with it (QEMU carries a parent-death
 signal tied to the worker's runtime-loop thread). The local cluster is configured so
@@ -45,6 +45,7 @@ from distributed.scheduler import KilledWorker
 from .errors import PetriError, VmHalted
 from .guests import describe
 from .persist import read_timelines, write_parquet
+from .run_meta import with_meta_columns
 from .timeline import empty_frame
 from .validation import checked
 from .vm import Vm, launch
@@ -165,16 +166,17 @@ def _run_one(experiment: Experiment, fleet: str, index: int, run: str, guest: st
         if expired.is_set():
             outcome["status"] = "timeout"
             outcome["error"] = f"run timed out after {run_timeout:g} s; VM torn down ({outcome['error']})"
-        frame = empty_frame()
+        frame, meta = empty_frame(), {}
         if vm is not None:
             try:
                 vm.teardown()
             except Exception as e:
                 outcome["error"] = outcome["error"] or f"teardown: {type(e).__name__}: {e}"
-            frame = vm.timeline()
+            frame, meta = vm.timeline(), vm.run_meta
             if vm.last_halt is not None:
                 outcome["halt_reason"] = vm.last_halt.reason.name
     outcome["duration_s"] = time.monotonic() - start
+    frame = with_meta_columns(frame, meta)  # saved in the run's Parquet file; read_timelines reads it back
     # The fleet's run id replaces the VM's own launch id: lost runs have no VM, and
     # the timeline and the outcomes must share one key.
     frame["run"] = pd.array([run] * len(frame), dtype="string")
@@ -299,7 +301,7 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
 
 
 def _empty_timeline() -> pd.DataFrame:
-    frame = empty_frame()
+    frame = with_meta_columns(empty_frame(), None)
     frame["worker"] = pd.array([], dtype="string")
     return frame
 

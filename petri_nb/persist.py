@@ -2,7 +2,7 @@
 
 Layout of one run directory (``<runs dir>/<vm>-<run id>/``)::
 
-    meta.json              vm, run, start time
+    meta.json              vm, run, start time, and what the run ran on (petri_nb.run_meta)
     part-000000.parquet    timeline rows, in the order they were recorded, one file per flush
     part-000001.parquet    ...
     part-000000-000255.parquet   parts 0..255 compacted into one (the originals are then removed)
@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .errors import BadArgument, PetriError
+from .run_meta import with_meta_columns
 from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
 from .validation import checked
 
@@ -102,8 +103,14 @@ class RunWriter:
         self._part = max((hi for _, hi, _ in _part_files(directory)), default=-1) + 1
         self._compacted = self._part  # parts below this number are not worth merging again yet
         self._compact_lock = threading.Lock()
-        meta = {"vm": timeline.vm, "run": timeline.run, "started_wall": timeline.started_wall, "format": 1}
-        _atomic_write(directory / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta)))
+        self._meta: dict[str, Any] = {}
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        tl = self.timeline
+        meta = {"vm": tl.vm, "run": tl.run, "started_wall": tl.started_wall, "format": 1, **tl.meta}
+        _atomic_write(self.directory / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, default=str)))
+        self._meta = dict(tl.meta)
 
     def start(self) -> None:
         """Flush periodically from now on (call on the runtime loop)."""
@@ -146,6 +153,8 @@ class RunWriter:
         """Write rows not yet on disk as the next part file (and new snapshots); returns rows written."""
         tl = self.timeline
         try:
+            if tl.meta != self._meta:  # saving began before the VM knew what it runs on
+                self._write_meta()
             rows = tl.unflushed()
             if rows:
                 write_parquet(events_frame(tl.vm, tl.run, rows), self.directory / f"part-{self._part:06d}.parquet")
@@ -211,7 +220,8 @@ def read_parquet(path: Path, what: str = "saved timeline part") -> pd.DataFrame:
         raise PetriError(f"cannot read {what} {path}: {e}") from e
 
 
-def _read_files(files: list[Path]) -> pd.DataFrame:
+def _read_files(files: list[Path], meta: bool = False) -> pd.DataFrame:
+    """The timeline in ``files``; with ``meta``, also the metadata columns they carry (fleet files)."""
     frames = []
     for f in files:
         frame = read_parquet(f)
@@ -220,9 +230,10 @@ def _read_files(files: list[Path]) -> pd.DataFrame:
             raise PetriError(f"{f} is not a petri_nb timeline: it has no {', '.join(missing)} column")
         frames.append(frame)
     if not frames:
-        return empty_frame()
+        return with_meta_columns(empty_frame(), None) if meta else empty_frame()
     try:
-        return conform(pd.concat(frames, ignore_index=True))
+        raw = pd.concat(frames, ignore_index=True)
+        return with_meta_columns(conform(raw), raw) if meta else conform(raw)
     except (ValueError, TypeError) as e:  # a column of the wrong type
         raise PetriError(f"cannot read timeline parts {', '.join(map(str, files[:3]))}: {e}") from e
 
@@ -245,7 +256,9 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
 
     Each item may be a run directory, a directory of run directories (e.g. the
     default runs dir), a single ``.parquet`` file or a glob of any of those. Rows
-    are in time order within each run.
+    are in time order within each run. After the schema's columns come the run's
+    metadata (``run_meta.META_COLUMNS``: host, qemu_version, ...), null where a run
+    did not record it, so runs from many machines can be grouped.
     """
     if isinstance(paths_or_glob, (str, os.PathLike)):
         items = [paths_or_glob]
@@ -260,20 +273,33 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
         for path in _expand(item):
             if path.is_dir():
                 if (path / "meta.json").exists() or _part_files(path):
-                    frames.extend(_by_run(read_run(path)))
+                    frames.extend(_by_run(with_meta_columns(read_run(path), read_meta(path))))
                     continue
                 runs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "meta.json").exists())
                 if not runs:
                     raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json)")
                 for run in runs:
-                    frames.extend(_by_run(read_run(run)))
+                    frames.extend(_by_run(with_meta_columns(read_run(run), read_meta(run))))
             elif path.suffix == ".parquet":
-                frames.extend(_by_run(_read_files([path])))
+                frames.extend(_by_run(_read_files([path], meta=True)))
             else:
                 raise PetriError(f"{path} is neither a run directory nor a .parquet file")
-    if not frames:
-        return empty_frame()
-    return conform(pd.concat(frames, ignore_index=True))
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
+    return with_meta_columns(conform(frame), frame)
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """A run directory's ``meta.json`` ({} if it has none: a run saved by an older petri_nb or cut short)."""
+    path = directory / "meta.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise PetriError(f"cannot read run metadata {path}: {e}") from e
+    if not isinstance(meta, dict):
+        raise PetriError(f"run metadata {path} is not a JSON object")
+    return meta
 
 
 def _by_run(frame: pd.DataFrame) -> list[pd.DataFrame]:

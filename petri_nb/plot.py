@@ -23,10 +23,16 @@ MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": 
 SOURCE_COLORS = {"qmp": "tab:blue", "runtime": "tab:gray", "console": "tab:green", "inspect": "tab:purple",
                  "agent": "tab:olive", "boot": "tab:pink", "screen": "tab:cyan"}
 #: Sources sit above/below the lane centre (where halts are), so events at one instant stay visible.
+<<<<<<< HEAD
 OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3, "boot": 0.3,
            "screen": 0.0}
 #: Screen watchdog thumbnails drawn on one timeline plot (spread evenly over the screen rows).
 MAX_THUMBNAILS = 12
+=======
+OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3}
+VERDICT_COLORS = {"slower": "tab:red", "faster": "tab:green", "higher": "tab:orange", "lower": "tab:blue",
+                  "different": "tab:orange", "no evidence": "tab:gray"}
+>>>>>>> analysis
 REASON_COLORS = {"POWER_OFF": "tab:blue", "RESET": "tab:orange", "HIBERNATE": "tab:cyan",
                  "TRIPLE_FAULT": "tab:red", "PANIC": "darkred", "OTHER": "tab:brown"}
 
@@ -152,4 +158,35 @@ def call_durations(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("duration (ms)")
     ax.set_title("Runtime call durations")
     ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def compare(result_or_a: Any, b: Any = None, ax: Axes | None = None, **options: Any) -> Axes:
+    """Ratio B/A of each metric (and key) with its confidence interval, coloured by verdict; 1.0 is "no change".
+
+    Pass a ``petri_nb.compare`` table, or two run sets (and ``compare`` options) to compare them here."""
+    from .compare import check_result
+    from .compare import compare as run_compare
+
+    result = check_result(run_compare(result_or_a, b, **options) if b is not None else result_or_a)
+    rows = result[result["ratio"].notna()].reset_index(drop=True)
+    labels = (rows["metric"].astype(str) + " " + rows["key"].fillna("").astype(str)).str.strip()
+    ax = _axes(ax, (8, 1.2 + 0.4 * max(1, len(rows))))
+    ax.axvline(1.0, color="black", linewidth=1, alpha=0.6)
+    if rows.empty:
+        ax.text(0.5, 0.5, "nothing to compare", ha="center", va="center", transform=ax.transAxes)
+    for verdict, part in rows.groupby(rows["verdict"].astype(str), sort=True):
+        low = (part["ratio"] - part["ci_low"]).clip(lower=0).fillna(0)
+        high = (part["ci_high"] - part["ratio"]).clip(lower=0).fillna(0)
+        ax.errorbar(part["ratio"], part.index, xerr=[low, high], fmt="D", capsize=3,
+                    color=VERDICT_COLORS.get(verdict, "black"), label=verdict)
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    if len(rows) and (rows["ratio"] > 0).all() and rows["ratio"].max() / rows["ratio"].min() > 10:
+        ax.set_xscale("log")  # 0.1x and 10x equally far from 1
+    ax.set_xlabel("B / A (ratio of medians; halt mix: ratio of shares)")
+    ax.set_title("Run set B against A")
+    ax.grid(axis="x", alpha=0.3)
+    if len(rows):
+        ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax

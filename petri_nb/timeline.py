@@ -110,6 +110,8 @@ class Timeline:
     writer: Spill | None = None
     snapshots: collections.deque[Snapshot] = field(default_factory=lambda: collections.deque(maxlen=MAX_SNAPSHOTS))
     snapshot_count: int = 0
+    #: What the run ran on (petri_nb.run_meta), filled by the VM at launch; saved as meta.json.
+    meta: dict[str, Any] = field(default_factory=dict)
     #: Guards moving rows out of memory against a frame being built on another thread.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -25,6 +25,7 @@ from .errors import LaunchError, PetriError, PetriTimeout
 from .guests import Guest, describe
 from .introspect import InspectNode
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
+from .run_meta import describe_run
 from .run_state import Fact
 from .screen_text import ScreenTextMixin
 from .state import StateMixin
@@ -55,6 +56,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         start = time.monotonic()
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
         await self.runtime.start(self)
+        self._timeline.meta.update(describe_run(self.guest, self.runtime.facts))
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self._transition(Fact.STARTED)
         if self.guest.ready is not None:
@@ -210,8 +212,8 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
 
 
 #: Plain (not coroutine) members of AsyncVm that Vm reads straight through.
-_FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "gone_reason",
-              "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state", "view_sockets",
+_FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "run_meta",
+              "gone_reason", "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state", "view_sockets",
               "boot_events", "recording")
 
 

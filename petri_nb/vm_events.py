@@ -98,6 +98,11 @@ class VmEvents:
         return self._timeline.run
 
     @property
+    def run_meta(self) -> dict[str, Any]:
+        """What this run runs on (host, QEMU version, accel, firmware, guest hash...; petri_nb.run_meta)."""
+        return dict(self._timeline.meta)
+
+    @property
     def last_halt(self) -> Halt | None:
         return self.halts[-1] if self.halts else None
 

@@ -90,6 +90,7 @@ def test_twenty_tmk_runs_on_two_workers_each_report_their_halt_reason(client: Cl
     assert len(again.timeline) == len(tl)
     assert again.timeline.groupby("run")["worker"].first().to_dict() == out.set_index("run")["worker"].to_dict()
     assert set(petri_nb.read_timelines(f"{tmp_path}/*.parquet")["run"]) == set(out["run"])
+    assert again.timeline.groupby("run")["qemu_version"].first().notna().all()  # each run's metadata came along
 
 
 def test_killing_a_worker_mid_run_reports_its_run_lost_and_the_rest_complete(client: Client, tmp_path: Path):

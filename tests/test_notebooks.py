@@ -7,6 +7,7 @@ those values, on the report files (HTML, PNG figures) and on the saved runs.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import nbformat
 import pytest
 from PIL import Image
 
+import petri_nb
 from petri_nb import PetriError, report
 
 NOTEBOOKS = sorted(report.NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -94,6 +96,42 @@ def test_reset_soak_saves_runs_that_shared_analysis_reads_from_another_folder(tm
     # The two runs are two QEMU processes: their CPU threads differ in the inspect diff.
     assert "cpus/0/thread-id" in t["diff_paths"]
     check_figures(shared, 2)
+
+
+def soak(folder: Path, firmware: str, runs: int, commands: tuple[str, ...]) -> None:
+    """A small reset soak as reset_soak.ipynb runs it, one VM at a time: halt, reset, wait for the banner."""
+    for i in range(runs):
+        with petri_nb.launch("tmk", firmware=firmware, name=f"{firmware}-{i}") as vm:
+            vm.save_timeline(folder, interval=30)
+            for command in commands:
+                vm.console.write(command + "\n")
+                vm.wait_for_halt(timeout=30)
+                vm.reset()
+                vm.console.expect(r"tmk: ready\r?\n", timeout=30)
+
+
+def test_shared_analysis_compares_qboot_and_seabios_reset_soaks(tmp_path: Path) -> None:
+    # 8 runs a set: the run is the comparison's unit, and 8 against 8 can reach p < 0.01.
+    data = tmp_path / "team-data"
+    soak(data / "qboot", "qboot", 8, ("reset", "poweroff", "reset"))
+    soak(data / "bios", "bios", 8, ("reset", "poweroff", "reset"))
+    rep = report.run("shared_analysis", tmp_path / "out", {"data_dir": str(data), "set_a": "qboot",
+                                                             "set_b": str(data / "bios")})
+    s = rep.summary
+    assert s is not None and s["runs"] == 16
+    assert s["hosts"] == [socket.gethostname()] and len(s["qemu_versions"]) == 1
+    assert {k: (v["runs"], v["majority"], v["unstable"]) for k, v in s["flaky"].items()} == \
+        {"qboot": (8, "RESET", False), "bios": (8, "RESET", False)}
+    ab = s["ab"]
+    assert ab["runs"] == {"A": 8, "B": 8} and ab["firmware"] == {"A": ["qboot"], "B": ["bios"]}
+    assert ab["hosts"] == {"A": [socket.gethostname()], "B": [socket.gethostname()]}
+    ready = ab["metrics"]["reset_to_ready"]
+    assert (ready["n_a"], ready["n_b"]) == (8, 8)
+    assert 0 < ready["median_a"] < ready["median_b"] < 30  # seconds: SeaBIOS reboots slower than qboot
+    assert ready["verdict"] == "slower" and ready["p_value"] < 0.01 and ready["ci"][0] > 1
+    assert ab["metrics"]["halt_reasons RESET"]["verdict"] == "no evidence"  # same commands, same halts
+    assert s["diff_paths"] == []  # these runs took no inspect snapshot: nothing to diff, no error
+    check_figures(rep, 3)  # halt reasons, call durations, the comparison
 
 
 @pytest.mark.slow

@@ -16,10 +16,12 @@ import pytest
 
 import petri_nb
 from petri_nb.persist import RunWriter, SaveError, default_runs_dir, read_snapshots
+from petri_nb.run_meta import META_COLUMNS
 from petri_nb.timeline import DTYPES, Timeline
 from tests.conftest import wait_until
 
-EXPECTED = {c: str(pd.Series(dtype=d).dtype) for c, d in DTYPES.items()}
+#: read_timelines: the schema's columns, then each run's metadata.
+EXPECTED = {c: str(pd.Series(dtype=d).dtype) for c, d in DTYPES.items()} | {c: "string" for c in META_COLUMNS}
 
 
 def test_read_timelines_over_three_saved_runs(tmp_path: Path):

@@ -56,6 +56,12 @@ class Runtime(abc.ABC):
         """Unix sockets the live view reaches beside the kernel ("vnc", "control", "serial"), if any."""
         return {}
 
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What this VM runs on (e.g. ``qemu_version``, ``accel``), saved with its runs so runs from
+        different machines can be told apart; read after start(). Keys are the backend's own."""
+        return {"backend": self.backend_name}
+
     @abc.abstractmethod
     async def start(self, sink: EventSink) -> None:
         """Boot the VM; returns once guest code is running."""

@@ -21,6 +21,15 @@ from .process import QemuProcess
 EXIT_GRACE = 3.0
 
 
+def qemu_version(qmp: QMPClient) -> str | None:
+    """QEMU's version as its QMP greeting gives it ("7.2.22"), None before it connected."""
+    try:
+        v = qmp.greeting.QMP.version["qemu"]  # type: ignore[union-attr]
+        return f"{v['major']}.{v['minor']}.{v['micro']}"
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
 class QemuInstance:
     """A started QEMU. ``failure`` names the operation in errors ("launch", "restore")."""
 

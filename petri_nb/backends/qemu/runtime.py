@@ -23,7 +23,7 @@ from .gdb import Debugger
 from .halts import CpuLog, EventPump
 from .host_reset import host_reset
 from .hotplug import PcieHotplug
-from .instance import QemuInstance
+from .instance import QemuInstance, qemu_version
 from .introspect import QmpInspector
 from .process import QemuProcess
 from .recording import Recorder
@@ -90,6 +90,11 @@ class QemuRuntime(Runtime):
     @property
     def view_sockets(self) -> dict[str, Path]:
         return display.view_sockets(self.rundir)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return {"backend": "qemu", "qemu_version": qemu_version(self.qmp), "accel": self.accel,
+                "binary": self.guest.binary}
 
     # -- start ------------------------------------------------------------
 
