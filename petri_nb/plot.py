@@ -23,16 +23,12 @@ MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": 
 SOURCE_COLORS = {"qmp": "tab:blue", "runtime": "tab:gray", "console": "tab:green", "inspect": "tab:purple",
                  "agent": "tab:olive", "boot": "tab:pink", "screen": "tab:cyan"}
 #: Sources sit above/below the lane centre (where halts are), so events at one instant stay visible.
-<<<<<<< HEAD
 OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3, "boot": 0.3,
            "screen": 0.0}
 #: Screen watchdog thumbnails drawn on one timeline plot (spread evenly over the screen rows).
 MAX_THUMBNAILS = 12
-=======
-OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3}
 VERDICT_COLORS = {"slower": "tab:red", "faster": "tab:green", "higher": "tab:orange", "lower": "tab:blue",
                   "different": "tab:orange", "no evidence": "tab:gray"}
->>>>>>> analysis
 REASON_COLORS = {"POWER_OFF": "tab:blue", "RESET": "tab:orange", "HIBERNATE": "tab:cyan",
                  "TRIPLE_FAULT": "tab:red", "PANIC": "darkred", "OTHER": "tab:brown"}
 
