@@ -35,8 +35,12 @@ It is pure: text in, events out, no I/O; chunks may split lines anywhere.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+from qemu.qmp import QMPError
 
 from ...boot import BootEvent
 
@@ -163,6 +167,11 @@ def parse_boot_events(text: str | bytes | Iterable[str]) -> list[BootEvent]:
     return events + parser.close()
 
 
+#: Seconds between reads of the firmware's debug-port ring while it fills, and at most when quiet.
+RING_FAST = 0.05
+RING_SLOW = 1.0
+
+
 class BootWatcher:
     """Turns one VM's firmware output into boot events for its sink: SeaBIOS's debug port always,
     the serial console (OVMF's evidence) only until the firmware handed over, since after that
@@ -173,20 +182,36 @@ class BootWatcher:
         self._debug = BootEventParser()
         self._console = BootEventParser()
         self._booting = True
+        self._wake = asyncio.Event()
 
     def restarted(self) -> None:
-        """The firmware runs again (start, reset, relaunch): watch the console again."""
+        """The firmware runs again (start, reset, relaunch): watch the console again, read the port soon."""
         self._console = BootEventParser()
         self._booting = True
+        self._wake.set()
 
     def console(self, chunk: bytes) -> None:
         if self._booting:
             self._emit(self._console.feed(chunk))
 
-    async def pump_debug_port(self, reader: asyncio.StreamReader) -> None:
+    async def pump_debug_port(self, read_ring: Callable[[], Awaitable[str]]) -> None:
+        """Drain QEMU's debug-port ring (``read_ring`` returns base64) often while the firmware
+        talks, backing off while it is quiet; ``restarted()`` makes it look often again."""
         self._debug = BootEventParser()  # a new QEMU: its port starts a new stream
-        while chunk := await reader.read(65536):
-            self._emit(self._debug.feed(chunk))
+        pause = RING_FAST
+        while True:
+            try:
+                chunk = base64.b64decode(await read_ring())
+            except (ConnectionError, EOFError, QMPError):  # this QEMU is gone or being replaced
+                return
+            if chunk:
+                self._emit(self._debug.feed(chunk))
+                pause = RING_FAST
+            else:
+                pause = min(pause * 2, RING_SLOW)
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)  # a poll period, or a restart
 
     def _emit(self, events: list[BootEvent]) -> None:
         for event in events:

@@ -17,7 +17,10 @@ from .firmware import machine_options
 ACCELS = ("tcg", "kvm", "auto")
 #: Sockets QEMU itself listens on in the run dir (besides the view's, display.VIEW_SOCKETS).
 GDB_SOCKET = "gdb.sock"
-DEBUG_PORT_SOCKET = "firmware.sock"
+#: The chardev holding the firmware's debug-port log: a ring in QEMU's memory, read over QMP
+#: (``ringbuf-read``), because a socket costs a syscall per byte SeaBIOS writes.
+DEBUG_PORT_RING = "fwdebug"
+DEBUG_PORT_RING_SIZE = 65536
 #: TCG's translated-code buffer. QEMU's default is 1 GiB, and every reset adds new
 #: code (~1.5 MiB for tmk's firmware reboot), so a reset soak grew each QEMU's RSS
 #: without bound until 1 GiB; a cap keeps RSS bounded at the cost of a cheap flush.
@@ -79,8 +82,8 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
         "-device", "virtio-tablet-pci",  # absolute pointer for the live view (boots no slower)
         "-device", "pvpanic",
         # The firmware's debug port (SeaBIOS logs its boot attempts there): boot events.
-        "-chardev", f"socket,id=fwdebug,path={rundir / DEBUG_PORT_SOCKET},server=on,wait=off",
-        "-device", "isa-debugcon,iobase=0x402,chardev=fwdebug",
+        "-chardev", f"ringbuf,id={DEBUG_PORT_RING},size={DEBUG_PORT_RING_SIZE}",
+        "-device", f"isa-debugcon,iobase=0x402,chardev={DEBUG_PORT_RING}",
         "-action", "reboot=shutdown,shutdown=pause",
         *device_args,
     ]

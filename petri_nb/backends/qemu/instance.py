@@ -43,14 +43,11 @@ class QemuInstance:
         self.exited: asyncio.Task[int] | None = None
         self.console_reader: asyncio.StreamReader | None = None
         self.console_writer: asyncio.StreamWriter | None = None
-        self.debug_port_reader: asyncio.StreamReader | None = None
-        self._debug_port_writer: asyncio.StreamWriter | None = None
         self._track: set[QemuInstance] = set()
 
     @classmethod
     async def start(cls, qmp: QMPClient, argv: list[str], rundir: Path, *, failure: type[PetriError],
-                    what: str, timeout: float, track: set[QemuInstance] | None = None,
-                    debug_port: Path | None = None) -> QemuInstance:
+                    what: str, timeout: float, track: set[QemuInstance] | None = None) -> QemuInstance:
         """Listen on the run directory's sockets, spawn QEMU and wait until it connected to both.
 
         ``track`` holds the instance from before its process exists until it is discarded, so
@@ -61,9 +58,6 @@ class QemuInstance:
             inst._track = track
         try:
             await inst._connect(argv, rundir)
-            if debug_port is not None:  # QEMU listens there (wait=off); the CPUs wait for cont (-S)
-                inst.debug_port_reader, inst._debug_port_writer = await inst.before_exit(
-                    asyncio.open_unix_connection(str(debug_port)), "connecting to the firmware's debug port")
         except BaseException:
             await inst.discard()
             raise
@@ -131,6 +125,6 @@ class QemuInstance:
             await self.proc.wait()
         with contextlib.suppress(Exception):
             await self.qmp.disconnect()
-        for writer in (self.console_writer, self._debug_port_writer):
+        for writer in (self.console_writer,):
             if writer is not None:
                 writer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -44,7 +45,7 @@ REPLACE_TIMEOUT = migration.MIGRATE_TIMEOUT
 #: How long the QEMU a restore or relaunch replaces gets to quit before it is killed.
 OLD_QEMU_GRACE = 3.0
 #: Sockets QEMU serves in the run dir: a replacement QEMU serves them at the same paths.
-SERVED_SOCKETS = (command.GDB_SOCKET, command.DEBUG_PORT_SOCKET, *display.QEMU_VIEW_SOCKETS)
+SERVED_SOCKETS = (command.GDB_SOCKET, *display.QEMU_VIEW_SOCKETS)
 #: How long a broken QMP call waits for QEMU's exit to be reaped before blaming the link.
 LINK_LOST_GRACE = 0.5
 
@@ -126,8 +127,7 @@ class QemuRuntime(Runtime):
                                    self.argv)
         try:
             inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
-                                            what="QEMU", timeout=START_TIMEOUT,
-                                            debug_port=self.rundir / command.DEBUG_PORT_SOCKET)
+                                            what="QEMU", timeout=START_TIMEOUT)
         except LaunchError as e:
             if (image := disks.locked_image(self._disks, str(e))) is not None:
                 raise LaunchError(f"cannot use disk image {image}: it is locked, another QEMU is using it "
@@ -163,8 +163,10 @@ class QemuRuntime(Runtime):
             asyncio.ensure_future(self._pump_console(inst.console_reader)),
             asyncio.ensure_future(self._pump.run(inst.qmp)),
         ]
-        if inst.debug_port_reader is not None:
-            self._tasks.append(asyncio.ensure_future(self._boot.pump_debug_port(inst.debug_port_reader)))
+        read_ring = functools.partial(inst.qmp.execute, "ringbuf-read",
+                                      {"device": command.DEBUG_PORT_RING, "size": command.DEBUG_PORT_RING_SIZE,
+                                       "format": "base64"})
+        self._tasks.append(asyncio.ensure_future(self._boot.pump_debug_port(read_ring)))
         return old
 
     # -- background tasks --------------------------------------------------
@@ -230,8 +232,7 @@ class QemuRuntime(Runtime):
             raise PetriError(f"cannot {what}: VM {self.name}'s run directory {self.rundir} was deleted "
                              "(it holds QEMU's sockets); tear the VM down and launch it again")
         return await QemuInstance.start(QMPClient(self.name), [*self.argv, *extra_args], self.rundir,
-                                        failure=PetriError, what=what, timeout=REPLACE_TIMEOUT, track=self._spares,
-                                        debug_port=self.rundir / command.DEBUG_PORT_SOCKET)
+                                        failure=PetriError, what=what, timeout=REPLACE_TIMEOUT, track=self._spares)
 
     async def _replace(self, new: QemuInstance) -> None:
         """Make ``new`` this VM's QEMU; the old one is quit without a ``gone`` report; breakpoints
