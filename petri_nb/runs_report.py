@@ -52,6 +52,10 @@ def _slugs(runs: list[str]) -> dict[str, str]:
     return out
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def _first(rows: pd.DataFrame, column: str) -> str:
     if column not in rows:
         return ""
@@ -119,17 +123,18 @@ def _filters(frame: pd.DataFrame) -> str:
 
 
 def _run_section(run: str, rows: pd.DataFrame, slug: str, differing: list[str], budget: int | None,
-                 screens: ScreenCache) -> str:
+                 screens: ScreenCache) -> tuple[str, int]:
+    """A run's heading, facts and event table; and how many of its console lines were left out."""
     trs, hidden = rows_html(rows.reset_index(drop=True), slug, budget, screens)
-    facts = [f"run {escape(run)}", f"{len(rows)} events", f"{len(_halts(rows))} halts"]
+    facts = [f"run {escape(run)}", _count(len(rows), "event"), _count(len(_halts(rows)), "halt")]
     facts += [f"{escape(col)} {escape(_first(rows, col))}" for col in differing if _first(rows, col)]
     if hidden:
-        facts.append(f'<b class="cut">{hidden} console lines not shown</b> (only the {budget} nearest the halts '
-                     f"and the end are)")
+        facts.append(f'<b class="cut">{_count(hidden, "console line")} not shown</b> (only the {budget} nearest '
+                     "the halts and the end are)")
     name = escape(_first(rows, "vm") or run)
     return (f'<section class="run" id="run-{slug}"><h2>{name}</h2><p>{"; ".join(facts)}</p>'
             '<table class="events"><thead><tr><th></th><th>t (s)</th><th>source</th><th>kind</th><th>reason</th>'
-            f'<th>detail</th></tr></thead><tbody>{"".join(trs)}</tbody></table></section>')
+            f'<th>detail</th></tr></thead><tbody>{"".join(trs)}</tbody></table></section>', hidden)
 
 
 def _page(title: str, head: str, body: str) -> str:
@@ -142,13 +147,28 @@ def _page(title: str, head: str, body: str) -> str:
             f"<style>{css}</style></head>\n<body><header>{head}</header>\n{body}\n<script>{js}</script></body></html>\n")
 
 
-def _check_options(out: Any, max_console_lines: int | None) -> Path:
+def _check_options(out: Any, max_console_lines: int | None, thumb_width: int) -> Path:
     if max_console_lines is not None and max_console_lines < 0:
         raise BadArgument(f"runs_report(): max_console_lines must be >= 0 or None (all), not {max_console_lines}")
+    if thumb_width < 16:
+        raise BadArgument(f"runs_report(): thumb_width must be at least 16 pixels, not {thumb_width}")
     path = Path(out).expanduser()
     if path.is_dir():
         raise PetriError(f"runs_report(): out {path} is a directory; give the HTML file to write")
     return path
+
+
+def _head(title: str, frame: pd.DataFrame, runs: dict[str, pd.DataFrame], slugs: dict[str, str], hidden: int,
+          budget: int | None) -> str:
+    """The title, counts, what all runs share, and one line per run with what differs."""
+    common, differing = _meta(runs)
+    made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    counts = ", ".join([_count(len(runs), "run"), _count(len(frame), "event"), _count(len(_halts(frame)), "halt")])
+    cut = f'<b class="cut">{_count(hidden, "console line")} not shown</b> (at most {budget} per run). '
+    cut = cut if hidden else ""
+    shared = "; ".join(f"{escape(k)} <code>{escape(v)}</code>" for k, v in common.items())
+    return (f"<h1>{escape(title)}</h1><p>{counts}. {cut}Made {made} by petri_nb {escape(petri_nb_version() or '?')}"
+            "</p>" + (f"<p>All runs: {shared}</p>" if shared else "") + _runs_table(runs, slugs, differing))
 
 
 @checked
@@ -159,30 +179,24 @@ def runs_report(runs: Any, out: str | os.PathLike[str], *, title: str | None = N
     ``runs`` is what ``read_timelines`` takes (run directories, folders of them, .parquet
     files, globs, or a list of those), a timeline DataFrame or a FleetResult. At most
     ``max_console_lines`` console lines per run are shown (None: all), those nearest the
-    halts first; the report says how many it left out.
+    halts first; the report says how many it left out. Screenshots are ``thumb_width`` px
+    thumbnails that open to the full screen.
     """
-    path = _check_options(out, max_console_lines)
-    if thumb_width < 16:
-        raise BadArgument(f"runs_report(): thumb_width must be at least 16 pixels, not {thumb_width}")
+    path = _check_options(out, max_console_lines, thumb_width)
     frame = timeline_of(runs, "runs_report() runs")
     runs_by_id = by_run(frame)
     slugs = _slugs(list(runs_by_id))
-    common, differing = _meta(runs_by_id)
-    title = title or f"petri_nb runs report: {len(runs_by_id)} run{'s' if len(runs_by_id) != 1 else ''}"
+    _, differing = _meta(runs_by_id)
     screens = ScreenCache(thumb_width)
     sections = [_run_section(run, rows, slugs[run], differing, max_console_lines, screens)
                 for run, rows in runs_by_id.items()]
-    shared = "; ".join(f"{escape(k)} <code>{escape(v)}</code>" for k, v in common.items())
-    made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    head = (f"<h1>{escape(title)}</h1><p>{len(runs_by_id)} runs, {len(frame)} events, {len(_halts(frame))} halts. "
-            f"Made {made} by petri_nb {escape(petri_nb_version() or '?')}.</p>"
-            + (f"<p>All runs: {shared}</p>" if shared else "") + _runs_table(runs_by_id, slugs, differing))
+    title = title or f"petri_nb runs report: {_count(len(runs_by_id), 'run')}"
+    head = _head(title, frame, runs_by_id, slugs, sum(n for _, n in sections), max_console_lines)
     body = (f'<section id="timeline"><h2>Timeline</h2>{_swimlanes(frame, len(runs_by_id))}</section>\n'
-            + _filters(frame) + "\n" + "\n".join(sections))
-    text = _page(title, head, body)
+            + _filters(frame) + "\n" + "\n".join(html for html, _ in sections))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(_page(title, head, body), encoding="utf-8")
     except OSError as e:
         raise PetriError(f"runs_report(): cannot write {path}: {e.strerror or e}") from e
     return path

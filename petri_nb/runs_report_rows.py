@@ -144,7 +144,7 @@ def row_html(row_id: str, t: float, source: str, kind: str, reason: str, detail:
 def gap_html(row_id: str, hidden: int) -> str:
     """Where console lines were left out, and how many."""
     return (f'<tr id="{escape(row_id)}" data-s="console" data-k="gap" class="gap"><td></td><td></td>'
-            f'<td colspan="4">… {hidden} console line{"s" if hidden != 1 else ""} not shown</td></tr>')
+            f'<td colspan="4">… {hidden} console line{"" if hidden == 1 else "s"} not shown</td></tr>')
 
 
 def rows_html(frame: pd.DataFrame, slug: str, budget: int | None, screens: ScreenCache) -> tuple[list[str], int]:
