@@ -31,6 +31,8 @@ MAX_CONSOLE_LINES = 1000
 #: Tallest swimlane figure (inches): many runs share it rather than growing the page.
 MAX_FIGURE_HEIGHT = 14.0
 FIGURE_DPI = 72
+#: Runs whose lanes are labelled with their names; more get numbers (names would not fit).
+LABELLED_LANES = 20
 _ASSETS = Path(__file__).resolve().parent / "assets"
 _SLUG = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -82,13 +84,13 @@ def _halts(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _runs_table(runs: dict[str, pd.DataFrame], slugs: dict[str, str], differing: list[str]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["vm", "run", "started (UTC)", "seconds", "events", "halts",
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["#", "vm", "run", "started (UTC)", "seconds", "events", "halts",
                                                      *differing])
     body = []
-    for run, rows in runs.items():
+    for number, (run, rows) in enumerate(runs.items(), start=1):
         reasons = _halts(rows)["reason"].fillna("?").astype(str).value_counts()
         halts = ", ".join(f"{escape(r)} ×{n}" if n > 1 else escape(r) for r, n in reasons.items())
-        cells = [f'<a href="#run-{slugs[run]}">{escape(_first(rows, "vm") or run)}</a>', escape(run[:8]),
+        cells = [str(number), f'<a href="#run-{slugs[run]}">{escape(_first(rows, "vm") or run)}</a>', escape(run[:8]),
                  _started(rows), f"{rows['t'].max():.3f}" if len(rows) else "", str(len(rows)), halts,
                  *(escape(_first(rows, col)) for col in differing)]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -96,15 +98,18 @@ def _runs_table(runs: dict[str, pd.DataFrame], slugs: dict[str, str], differing:
 
 
 def _swimlanes(frame: pd.DataFrame, lanes: int) -> str:
-    """plot.timeline drawn headless (a Figure of its own: the caller's pyplot backend is left alone)."""
+    """plot.timeline drawn headless (a Figure of its own: the caller's pyplot backend is left alone), first run
+    on top as in the runs table; past LABELLED_LANES, lanes are labelled by the table's run number."""
     from matplotlib.figure import Figure
 
     from .plot import timeline
 
     fig = Figure(figsize=(11, min(MAX_FIGURE_HEIGHT, 1.4 + 0.5 * lanes)), layout="constrained")
     ax = timeline(frame, ax=fig.subplots())
-    if lanes > 20:
-        ax.tick_params(axis="y", labelsize=max(4, 9 - lanes // 20))
+    ax.invert_yaxis()
+    if lanes > LABELLED_LANES and len(ax.get_yticks()) == lanes:
+        ax.set_yticks(range(lanes), [str(n) for n in range(1, lanes + 1)], fontsize=max(5, 9 - lanes // 25))
+        ax.set_ylabel("run # (the table above)")
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=FIGURE_DPI)
     uri = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")

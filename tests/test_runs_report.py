@@ -7,6 +7,7 @@ from disk like a colleague would open an attachment, and read like a user would.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from synthetic_runs import crashing_run
 import petri_nb
 from petri_nb import HaltReason, PetriError
 from petri_nb.cli import main as cli_main
+from petri_nb.diagnosis import Diagnosis
+from petri_nb.oops import parse_oops
+from petri_nb.timeline import Timeline
 
 HOSTILE = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
 #: A row far enough down that opening its link must scroll.
@@ -245,3 +249,19 @@ def test_a_hundred_runs_make_a_compact_report(tmp_path: Path):
     assert size < 20e6
     text = path.read_text()
     assert text.count('<tr id="r-') == len(runs) and text.count('class="diag"') == 100
+
+
+def test_markup_in_every_field_of_a_run_is_escaped(tmp_path: Path):
+    """A saved run is a file anyone can hand over: its names, kinds, details and oops text are all text."""
+    evil = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
+    tl = Timeline(f"vm{evil}", run=f"run{evil}")
+    tl.record("console", "line", evil, t=0.1)
+    tl.record("runtime", f"kind{evil}", evil, {"duration_s": 0.1}, t=0.2)
+    oops = parse_oops(f"BUG: {evil}\nRIP: 0010:{evil}\n")
+    diagnosis = Diagnosis({0: {"RIP": 1}}, None, evil, oops, {f"screen{evil}": evil})
+    tl.record("halt", "halt", evil, {"diagnosis": diagnosis.to_dict()}, reason=f"PANIC{evil}", t=0.3)
+    tl.record("screen", "screenshot", evil, {"png": evil}, t=0.4)  # not an image: said so, not shown
+    text = petri_nb.runs_report(tl.to_frame(), tmp_path / "r.html", title=evil).read_text()
+    assert text.count("<script") == 1 and "<img src=x" not in text
+    assert all(re.match(r"<img (class|alt)=", tag) for tag in re.findall(r"<img[^>]*>", text))
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in text

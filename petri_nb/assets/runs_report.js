@@ -2,6 +2,7 @@
 (() => {
   const rows = Array.from(document.querySelectorAll("tr[data-s]"));
   const boxes = Array.from(document.querySelectorAll("#filters input[name=source]"));
+  const known = new Set(boxes.map((b) => b.value));
   const kind = document.getElementById("kind");
   const text = document.getElementById("text");
   const shown = document.getElementById("shown");
@@ -13,14 +14,16 @@
     if (q && texts === null) texts = rows.map((r) => r.textContent.toLowerCase());
     let n = 0;
     rows.forEach((r, i) => {
-      const keep = on.has(r.dataset.s) && (!k || r.dataset.k === k) && (!q || texts[i].includes(q));
+      const source = on.has(r.dataset.s) || !known.has(r.dataset.s);  // no box: nothing to uncheck
+      const keep = source && (!k || r.dataset.k === k) && (!q || texts[i].includes(q));
       if (r.hidden === keep) r.hidden = !keep;
       if (keep) n += 1;
     });
     shown.textContent = n + " of " + rows.length + " rows shown";
   }
   function reveal() {
-    const id = decodeURIComponent(location.hash.slice(1));
+    let id = location.hash.slice(1);
+    try { id = decodeURIComponent(id); } catch (e) { /* a malformed link: look it up as written */ }
     const el = id ? document.getElementById(id) : null;
     if (!el) return;
     el.hidden = false;
