@@ -31,8 +31,9 @@ AFTER_WEIGHT = 2
 def console_mask(frame: pd.DataFrame, budget: int | None) -> np.ndarray:
     """Which rows of one run (in time order) to show: all but the console lines over ``budget``.
 
-    A line's distance to the next halt (or the run's end) before it, and to the previous
-    halt (or the start) after it, times AFTER_WEIGHT; the ``budget`` closest lines stay."""
+    The ``budget`` lines closest to a halt stay: a line's distance is the number of lines
+    between it and the next halt (or the run's end), or AFTER_WEIGHT times the number since
+    the previous halt (or the start), whichever is less: what led up to a halt matters most."""
     is_line = ((frame["source"].astype(str) == "console") & (frame["kind"] == "line")).to_numpy(dtype=bool)
     keep = np.ones(len(frame), dtype=bool)
     n = int(is_line.sum())

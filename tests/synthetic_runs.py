@@ -5,6 +5,9 @@ row at boot, then cycles of a guest halt, a host ``reset()`` call (its duration 
 ``data``) and the console's ``tmk: ready`` line. Durations are lognormal around
 ``scale`` times a base, with a per-run factor (a run's host load), so a set's spread
 is like real runs'.
+
+``crashing_run`` is a Linux-like boot that oopses, with screens and a diagnosis: the
+material of a runs report.
 """
 
 from __future__ import annotations
