@@ -23,6 +23,7 @@ from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
 from .persist import read_timelines
 from .run_state import RunState
+from .runs_report import runs_report
 from .vm import AsyncVm, Vm, launch, launch_async, replay, replay_async
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "register_guest",
     "replay",
     "replay_async",
+    "runs_report",
 ]
 
 

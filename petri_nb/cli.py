@@ -53,6 +53,18 @@ def demo(out: Path, accel: str) -> int:
     return 0 if halts["as_expected"].all() else 1
 
 
+def runs_report_main(runs: list[str], out: Path, title: str | None, max_console_lines: int | None) -> int:
+    from .runs_report import MAX_CONSOLE_LINES, runs_report
+
+    if not runs:
+        raise PetriError("runs-report: no RUNS given (run directories, folders of them, .parquet files or globs)")
+    started = time.perf_counter()
+    path = runs_report(runs, out, title=title,
+                       max_console_lines=MAX_CONSOLE_LINES if max_console_lines is None else max_console_lines)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petri-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                           help="set a parameter; VALUE is read as YAML (5, 2.5, true, text)")
     p_report.add_argument("--timeout", type=float, default=600, help="seconds each cell may take (default 600)")
+    p_runs = sub.add_parser("runs-report", help="write one self-contained HTML file about saved runs")
+    p_runs.add_argument("runs", nargs="*", metavar="RUNS",
+                        help="run directories, folders of them, .parquet files or globs (as read_timelines takes)")
+    p_runs.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    p_runs.add_argument("--title", default=None, help="the page title (default: petri_nb runs report: N runs)")
+    p_runs.add_argument("--max-console-lines", type=int, default=None, metavar="N",
+                        help="console lines shown per run, those nearest the halts first (default 1000)")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -75,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             from .report import main as report_main
 
             return report_main(args.notebook, args.out, args.parameter, args.timeout)
+        if args.command == "runs-report":
+            return runs_report_main(args.runs, args.out, args.title, args.max_console_lines)
         from .guests.tmk import build
 
         print(build())
