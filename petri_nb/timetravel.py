@@ -25,6 +25,11 @@ from .loop import runs_on_runtime_loop
 from .run_state import Fact
 from .vm_core import VmCore
 
+#: Bound on one seek, reverse step or reverse continue: QEMU replays from the nearest snapshot,
+#: about as long as the recording took (~10 s for 10 s of tmk under TCG), and QEMU 7.2 sometimes
+#: deadlocks in reverse execution; then the call fails instead of hanging.
+REVERSE_TIMEOUT = 600.0
+
 V = TypeVar("V", bound=VmCore)
 
 
@@ -116,7 +121,7 @@ class TimeTravelMixin(VmCore):
         timeline row of the recorded run; returns the instruction count reached."""
         control = self._replay_control("seek")
         icount = instruction_count(where, control.end_icount)
-        got = await self._call("seek", control.seek(icount), timeout=None)
+        got = await self._call("seek", control.seek(icount), timeout=REVERSE_TIMEOUT)
         self._acknowledge_halts()  # a seek is a restore: a halt later in the recording is undone
         self._transition(Fact.RESTORED_PAUSED)
         self._record("runtime", "seek", f"at instruction {got}", {"icount": got})
@@ -125,7 +130,8 @@ class TimeTravelMixin(VmCore):
     @runs_on_runtime_loop
     async def reverse_step(self) -> int:
         """One instruction backwards; returns the program counter there."""
-        pc = await self._call("reverse_step", self._replay_control("reverse_step").reverse_step(), timeout=None)
+        control = self._replay_control("reverse_step")
+        pc = await self._call("reverse_step", control.reverse_step(), timeout=REVERSE_TIMEOUT)
         self.debug_running()
         return pc
 
@@ -133,7 +139,7 @@ class TimeTravelMixin(VmCore):
     async def reverse_continue(self) -> int:
         """Backwards to the previous breakpoint hit (or the start of the recording); returns the program counter."""
         stop = await self._call("reverse_continue", self._replay_control("reverse_continue").reverse_continue(),
-                                timeout=None)
+                                timeout=REVERSE_TIMEOUT)
         self.debug_running()
         try:
             return int(stop.get("frame", {}).get("addr", "0"), 16)
