@@ -101,6 +101,10 @@ BAD_INPUTS = [
     ("wait-halt --allow-reset=yes", "ignored explicit argument"),
     ("shutdown --force", "unrecognized arguments: --force"),
     ("screenshot out.png", "unrecognized arguments: out.png"),
+    ("screen-text now", "unrecognized arguments: now"),
+    ("wait-screen --text '('", "bad regular expression"),
+    ("wait-screen --still -1", "positive, finite"),
+    ("wait-screen --changed --timeout x", "not a number of seconds"),
     ("inspect a b", "unrecognized arguments: b"),
     ("inspect no/such/path", "no current VM"),
     ("timeline --all", "unrecognized arguments: --all"),
@@ -240,6 +244,11 @@ def test_subcommands_return_rich_objects_and_plain_guest_text(shell: Interactive
     assert "\x1b" not in match and "<b>" in match and not hasattr(match, "_repr_html_")
     assert repr(match) == str(match)
     assert shell.run_line_magic("petri", "console --tail 1").endswith("red</b>")
+    text = shell.run_line_magic("petri", "screen-text")
+    assert text.startswith("tmk") and text.endswith("[read from the VGA text buffer]")
+    assert isinstance(shell.run_line_magic("petri", "wait-screen --text '^tmk' --still 0.3 --timeout 20"), Image.Image)
+    with pytest.raises(UsageError, match="needs --text REGEX, --changed or --still S"):
+        shell.run_line_magic("petri", "wait-screen")
     tree = shell.run_line_magic("petri", "inspect status")
     assert "running" in set(tree["value"].astype(str))
     assert shell.run_line_magic("petri", "shutdown") is None  # ACPI power button: tmk ignores it

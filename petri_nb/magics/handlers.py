@@ -153,6 +153,19 @@ def screenshot(session: Session, vm: Vm, args: argparse.Namespace) -> Any:
     return vm.screenshot()
 
 
+def screen_text(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    text = vm.screen_text()
+    return PlainText(f"{text}\n[read from the {'VGA text buffer' if text.source == 'vga-text' else 'pixels by OCR'}]")
+
+
+def wait_screen(session: Session, vm: Vm, args: argparse.Namespace) -> Any:
+    if args.text is None and not args.changed and args.still is None:
+        raise UsageError("%petri wait-screen: needs --text REGEX, --changed or --still S")
+    with waiting(f"waiting for {vm.name}'s screen", args.timeout):
+        return vm.wait_for_screen(text=None if args.text is None else args.text.pattern, changed=args.changed,
+                                  still_for=args.still, timeout=args.timeout)
+
+
 def inspect(session: Session, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
     with waiting(f"inspecting {vm.name}"):
         return vm.inspect(args.path).to_frame()
