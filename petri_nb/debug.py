@@ -22,8 +22,9 @@ from .errors import BreakpointHit, PetriError
 from .loop import runs_on_runtime_loop
 from .run_state import Fact
 from .vm_core import VmCore
+from .x86 import cpu_mode, program_counter
 
-__all__ = ["BreakpointHit", "DebugMixin", "Memory", "cpu_mode", "decode", "elf_symbols", "hexdump"]
+__all__ = ["BreakpointHit", "DebugMixin", "Memory", "decode", "elf_symbols", "hexdump"]
 
 #: Bit names of the registers worth decoding (Intel SDM vol. 3, 2.5 and 2.2.1).
 BITS: dict[str, dict[int, str]] = {
@@ -94,21 +95,6 @@ def elf_symbols(path: str) -> dict[str, int]:
                             "STT_FUNC", "STT_NOTYPE", "STT_OBJECT"):
                         out.setdefault(sym.name, sym["st_value"])
     return out
-
-
-def cpu_mode(regs: dict[str, int]) -> int:
-    """16, 32 or 64: the code size the CPU executes in (CR0.PE, EFER.LMA, CS.L, CS.D)."""
-    if not regs.get("CR0", 0) & 1:
-        return 16
-    cs_flags = regs.get("CS.flags", 0)
-    if regs.get("EFER", 0) >> 10 & 1 and cs_flags >> 21 & 1:
-        return 64
-    return 32 if cs_flags >> 22 & 1 else 16
-
-
-def program_counter(regs: dict[str, int]) -> int:
-    ip = regs["RIP"] if "RIP" in regs else regs["EIP"]
-    return (regs.get("CS.base", 0) + ip) & ((1 << 64) - 1)
 
 
 class DebugMixin(VmCore):

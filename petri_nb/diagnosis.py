@@ -23,8 +23,11 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from . import x86
 from .oops import Oops, parse_oops
 
+#: Reads guest memory: (address, size, physical) -> bytes.
+ReadMemory = Callable[[int, int, bool], Awaitable[bytes]]
 #: Console lines kept in a diagnosis.
 CONSOLE_LINES = 40
 #: Bound on collecting one diagnosis (each part is one QMP round trip).
@@ -47,6 +50,10 @@ class Diagnosis:
     #: Parts that could not be read, and why (e.g. a QEMU that had already exited).
     errors: dict[str, str] = field(default_factory=dict)
     cost_s: float = 0.0
+    #: On a triple fault: the instruction at vCPU 0's program counter (``"0x100729: int3"``) and
+    #: the decoded GDT and IDT with notes on what in them explains the fault (petri_nb.x86).
+    instruction: str = ""
+    tables: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def screen(self) -> Image.Image | None:
@@ -65,6 +72,8 @@ class Diagnosis:
             "oops": None if self.oops is None else self.oops.to_dict(),
             "errors": self.errors,
             "cost_s": self.cost_s,
+            "instruction": self.instruction,
+            "tables": self.tables,
         }
 
     @classmethod
@@ -77,6 +86,8 @@ class Diagnosis:
             None if d.get("oops") is None else Oops.from_dict(d["oops"]),
             dict(d.get("errors") or {}),
             float(d.get("cost_s") or 0.0),
+            d.get("instruction") or "",
+            dict(d.get("tables") or {}),
         )
 
     def _repr_html_(self) -> str:
@@ -87,6 +98,12 @@ class Diagnosis:
         for cpu, regs in sorted(self.registers.items()):
             shown = " ".join(f"{n}={regs[n]:#x}" for n in MAIN_REGISTERS if n in regs)
             parts.append(f"<div><b>vCPU {cpu}</b> <code>{html.escape(shown)}</code></div>")
+        if self.instruction:
+            parts.append(f"<div><b>at the program counter</b> <code>{html.escape(self.instruction)}</code></div>")
+        parts += [f"<div>{html.escape(note)}</div>" for note in self.tables.get("notes", ())]
+        for name in ("gdt", "idt"):
+            if self.tables.get(name):
+                parts.append(f"<details><summary>{name.upper()}</summary>{table_html(self.tables[name])}</details>")
         if self.oops is not None:
             trace = "\n".join(self.oops.call_trace)
             parts.append(f"<div><b>{html.escape(self.oops.message)}</b> RIP {html.escape(self.oops.rip or '?')}"
@@ -104,6 +121,14 @@ class Diagnosis:
         return what + (f", unreadable: {', '.join(self.errors)}" if self.errors else "")
 
 
+def table_html(rows: list[dict[str, Any]]) -> str:
+    """A decoded descriptor table as an HTML table (numbers in hex)."""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(hex(v) if type(v) is int else str(v))}</td>"
+                                    for v in row.values()) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def png_bytes(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=False, compress_level=6)  # ~2 KB for a text screen
@@ -111,8 +136,10 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 async def collect(registers: Callable[[], Awaitable[list[Any]]], screenshot: Callable[[], Awaitable[Image.Image]],
-                  console_text: str) -> Diagnosis:
-    """Read registers and the screen concurrently; parse the console. A part that fails is named in ``errors``."""
+                  console_text: str, read_memory: ReadMemory | None = None) -> Diagnosis:
+    """Read registers and the screen concurrently; parse the console. With ``read_memory`` (a triple
+    fault) also the instruction at the program counter and the descriptor tables. A part that
+    fails is named in ``errors``."""
     start = time.perf_counter()
     errors: dict[str, str] = {}
 
@@ -130,9 +157,27 @@ async def collect(registers: Callable[[], Awaitable[list[Any]]], screenshot: Cal
     png = None
     if image is not None:
         png = await asyncio.to_thread(png_bytes, image)
+    instruction, tables = "", {}
+    if read_memory is not None and 0 in by_cpu:
+        found = await part("tables", cpu_tables(by_cpu[0], read_memory))
+        instruction, tables = found or ("", {})
     recent = console_text[-OOPS_WINDOW:]
     tail = "\n".join(recent.splitlines()[-CONSOLE_LINES:])
-    return Diagnosis(by_cpu, png, tail, parse_oops(recent), errors, time.perf_counter() - start)
+    return Diagnosis(by_cpu, png, tail, parse_oops(recent), errors, time.perf_counter() - start, instruction, tables)
+
+
+async def cpu_tables(regs: dict[str, int], read_memory: ReadMemory) -> tuple[str, dict[str, Any]]:
+    """The instruction at the program counter, and the GDT and IDT decoded (linear addresses)."""
+    mode, long = x86.cpu_mode(regs), x86.long_mode(regs)
+    pc = x86.program_counter(regs)
+    instruction = f"{pc:#x}: {x86.decode_instruction(await read_memory(pc, 16, False), pc, mode)}"
+    tables: dict[str, Any] = {}
+    for name, size in (("gdt", 16 * x86.MAX_ENTRIES), ("idt", 16 * x86.MAX_ENTRIES)):
+        limit = regs.get(f"{name.upper()}.limit", 0)
+        data = await read_memory(regs.get(f"{name.upper()}.base", 0), min(limit + 1, size), False) if limit else b""
+        tables[name] = x86.gdt_entries(data, long) if name == "gdt" else x86.idt_entries(data, mode, long)
+    tables["notes"] = x86.table_notes(regs, tables["gdt"], tables["idt"])
+    return instruction, tables
 
 
 def from_timeline(frame: pd.DataFrame) -> list[Diagnosis]:
@@ -146,8 +191,10 @@ class Diagnoser:
     """Diagnoses each halt before it is reported, in order (one QMP round trip or two: ~10 ms)."""
 
     def __init__(self, registers: Callable[[], Awaitable[list[Any]]],
-                 screenshot: Callable[[], Awaitable[Image.Image]], console_text: Callable[[], str]) -> None:
+                 screenshot: Callable[[], Awaitable[Image.Image]], console_text: Callable[[], str],
+                 read_memory: ReadMemory) -> None:
         self._registers = registers
+        self._read_memory = read_memory
         self._screenshot = screenshot
         self._console_text = console_text
         self._last: asyncio.Future[None] | None = None
@@ -162,7 +209,9 @@ class Diagnoser:
             try:
                 if previous is not None:
                     await asyncio.gather(previous, return_exceptions=True)  # halts stay in order
-                diagnosis = await collect(self._registers, self._screenshot, self._console_text())
+                deep = halt.reason.name == "TRIPLE_FAULT"  # its cause is in the tables and the instruction
+                diagnosis = await collect(self._registers, self._screenshot, self._console_text(),
+                                          self._read_memory if deep else None)
             except Exception as e:  # never lose the halt itself
                 diagnosis = Diagnosis(errors={"diagnosis": f"{type(e).__name__}: {e}"})
             finally:

@@ -56,7 +56,8 @@ class VmEvents:
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
-        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text)
+        self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text,
+                                    runtime.read_memory)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"

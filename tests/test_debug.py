@@ -10,7 +10,8 @@ import pytest
 import petri_nb
 from petri_nb import HaltReason, PetriError
 from petri_nb.backends.qemu.cpu import parse_info_registers
-from petri_nb.debug import BreakpointHit, cpu_mode, hexdump
+from petri_nb.debug import BreakpointHit, hexdump
+from petri_nb.x86 import cpu_mode
 
 COUNT = re.compile(r"count=(\d+)\r?\n")
 

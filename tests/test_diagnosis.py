@@ -81,10 +81,15 @@ def test_a_triple_fault_halt_carries_registers_screen_and_console(vm: petri_nb.V
     assert d.screen is not None and d.screen.size == vm.screenshot().size
     assert d.screen.tobytes() == vm.screenshot().tobytes()
     assert "tmk: triplefault" in d.console_tail and d.oops is None
+    # The cause, decoded: tmk loads an empty IDT, then executes int3.
+    assert d.instruction == f"{vm.register('EIP'):#x}: int3"
+    assert any("IDT limit 0x0 does not cover the double-fault vector 8" in n for n in d.tables["notes"])
+    assert [g["kind"] for g in d.tables["gdt"][:3]] == ["null", "code 32-bit", "data writable"] and not d.tables["idt"]
     assert d.cost_s < 0.5
     assert from_timeline(vm.timeline()) == [d]
     page = d._repr_html_()
     assert "data:image/png;base64," in page and "IDT.limit=0x0" in page and "tmk: triplefault" in page
+    assert "int3" in page and "<summary>GDT</summary>" in page
 
 
 def test_every_vcpu_is_in_the_diagnosis() -> None:
