@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,8 @@ import pytest
 
 import petri_nb
 from petri_nb import HaltReason, NotSupported, PetriError
-from petri_nb.backends.qemu.recording import check_supported, with_blkreplay
+from petri_nb.backends.qemu import replay as replay_module
+from petri_nb.backends.qemu.recording import SNAPSHOT, check_supported, with_blkreplay
 from petri_nb.guests.tmk import tmk
 from petri_nb.timetravel import instruction_count
 
@@ -74,6 +78,22 @@ def test_reverse_step_from_the_end_lands_on_the_instruction_before_the_fault(rep
     assert before["EIP"] == pc < at_end["EIP"]
     assert replay.disassemble(count=1).loc[0, "mnemonic"] == "lidt"  # the cause, one step back
     assert before["IDT.limit"] != 0  # the IDT is still the good one
+
+
+def test_a_long_seek_leaves_snapshots_in_the_replays_copy_not_in_the_recording(
+        replay: petri_nb.Vm, recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, halt, _ = recorded
+    before = hashlib.sha256((path / SNAPSHOT).read_bytes()).hexdigest()
+    every = halt.data["icount"] // 4
+    monkeypatch.setattr(replay_module, "SNAPSHOT_EVERY", every)
+    end = replay.seek("end")
+    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(replay.aio.runtime.rundir / SNAPSHOT)],
+                          capture_output=True, text=True, check=True)
+    names = sorted(s["name"] for s in json.loads(info.stdout).get("snapshots", []))
+    assert names == sorted(["init", *(f"petri-{n}" for n in range(every, end - every // 2, every))])
+    replay.reverse_step()  # from the nearest snapshot now, and still exact
+    assert replay.icount() == end - 1 and replay.disassemble(count=1).loc[0, "mnemonic"] == "lidt"
+    assert hashlib.sha256((path / SNAPSHOT).read_bytes()).hexdigest() == before
 
 
 def test_the_same_instruction_count_gives_the_same_registers_twice(replay: petri_nb.Vm, recorded) -> None:

@@ -68,9 +68,9 @@ def with_blkreplay(argv: list[str]) -> list[str]:
     return out
 
 
-def icount_args(mode: str, recdir: str) -> list[str]:
+def icount_args(mode: str, recdir: str, snapshots: str) -> list[str]:
     return ["-icount", f"shift=auto,rr={mode},rrfile={recdir}/{LOG},rrsnapshot=init",
-            "-drive", f"file={recdir}/{SNAPSHOT},if=none,id=rrsnap"]
+            "-drive", f"file={snapshots},if=none,id=rrsnap"]
 
 
 @dataclass
@@ -106,9 +106,12 @@ class Recording:
         tmp.replace(self.path / META)
 
     def replay_argv(self, rundir: Path) -> list[str]:
-        """The recorded machine's argv for a replay whose sockets live in ``rundir``."""
+        """The recorded machine's argv for a replay whose sockets live in ``rundir``. The snapshot
+        drive is copied there: a replay saves snapshots as it seeks, and must not grow (or need
+        write access to) a recording someone shared."""
         argv = [a.replace(RECDIR, str(self.path)).replace(RUNDIR, str(rundir)) for a in self.argv]
-        return argv + icount_args("replay", str(self.path))
+        shutil.copyfile(self.path / SNAPSHOT, rundir / SNAPSHOT)
+        return argv + icount_args("replay", str(self.path), str(rundir / SNAPSHOT))
 
 
 class Recorder:
@@ -138,7 +141,7 @@ class Recorder:
                     rec.kernel = name
         rec.argv = [a.replace(str(rec.path), RECDIR).replace(str(rundir), RUNDIR) for a in argv]
         rec.save()
-        return argv + icount_args("record", str(rec.path))
+        return argv + icount_args("record", str(rec.path), str(rec.path / SNAPSHOT))
 
     def refuse(self, call: str) -> None:
         """Calls QEMU 7.2 cannot record: a host system_reset hung the recording QEMU, and migrating

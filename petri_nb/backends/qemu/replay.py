@@ -16,6 +16,7 @@ shutdown is restarted (a fresh replay QEMU) before it seeks back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 
 #: Bound on one seek or reverse step: QEMU re-executes from the snapshot before the target.
 REPLAY_TIMEOUT = 300.0
+#: Instructions between the snapshots a long seek leaves (tmk under TCG replays ~7 M per second).
+SNAPSHOT_EVERY = 5_000_000
 #: Bound on a reverse continue (QEMU replays the recording up to here twice at most).
 REVERSE_CONTINUE_TIMEOUT = 120.0
 
@@ -42,6 +45,9 @@ class ReplayRuntime(QemuRuntime):
         kernel = recording.path / (recording.kernel or LOG)  # the kernel copy gives symbols
         super().__init__(Guest(name=recording.guest, kernel=kernel, gdb=True), name, "tcg")
         self.recording = recording
+        #: Instruction counts with a snapshot: the recording's initial one, and those seeks left.
+        self._snapshots = {0}
+        self._snapshots_failed = False
 
     @property
     def end_icount(self) -> int | None:
@@ -68,7 +74,11 @@ class ReplayRuntime(QemuRuntime):
         return int((await self._execute("query-replay"))["icount"])
 
     async def seek(self, icount: int) -> int:
-        """Run the replay to ``icount`` (clamped to the safe end); returns where it stopped."""
+        """Run the replay to ``icount`` (clamped to the safe end); returns where it stopped.
+
+        A long run forward leaves snapshots behind every ``SNAPSHOT_EVERY`` instructions (QEMU's
+        ``replay-seek`` starts from the nearest snapshot before its target), so stepping back
+        later replays a stretch of at most that length instead of the whole recording."""
         end = self.end_icount
         if end is not None:
             icount = min(icount, end)
@@ -77,6 +87,16 @@ class ReplayRuntime(QemuRuntime):
         await self.debugger.detach()  # gdb would not expect the stop; it re-attaches on next use
         if await self.status() in HALTED_STATES:  # QEMU 7.2 aborts leaving 'shutdown' for 'running'
             await self._restart_replay()
+        here = await self.icount()
+        start = max((s for s in self._snapshots if s <= icount), default=0)
+        if start < here <= icount:
+            start = here  # going on forward from here is shorter than from a snapshot
+        for waypoint in range(start + SNAPSHOT_EVERY, icount - SNAPSHOT_EVERY // 2, SNAPSHOT_EVERY):
+            await self._run_to(waypoint)
+            await self._snapshot(waypoint)
+        return await self._run_to(icount)
+
+    async def _run_to(self, icount: int) -> int:
         stops = EventListener(("STOP",))
         with self.qmp.listen(stops):
             self._pump.expect_own_stop()
@@ -90,6 +110,17 @@ class ReplayRuntime(QemuRuntime):
                 except asyncio.TimeoutError:
                     continue
         return await self.icount()
+
+    async def _snapshot(self, icount: int) -> None:
+        """A snapshot here (on the recording's snapshot drive) for later seeks; a failure only costs speed."""
+        if self._snapshots_failed:
+            return
+        said = await self._execute("human-monitor-command", {"command-line": f"savevm petri-{icount}"})
+        if said.strip():  # HMP reports errors as text
+            self._snapshots_failed = True
+            logging.getLogger(__name__).warning("replay snapshot at %d failed: %s", icount, said.strip())
+            return
+        self._snapshots.add(icount)
 
     async def _restart_replay(self) -> None:
         """A fresh replay QEMU from the start; the old one goes first (both would lock the snapshot drive)."""
