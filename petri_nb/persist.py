@@ -61,7 +61,7 @@ def default_runs_dir() -> Path:
 
 def run_dir_for(timeline: Timeline, runs_dir: str | os.PathLike[str] | None = None) -> Path:
     base = Path(runs_dir).expanduser() if runs_dir is not None else default_runs_dir()
-    return base / f"{timeline.vm}-{timeline.run}"
+    return base.absolute() / f"{timeline.vm}-{timeline.run}"  # the run's recording moves there; QEMU runs elsewhere
 
 
 def _atomic_write(path: Path, write: Any) -> None:

@@ -186,18 +186,22 @@ def test_calls_qemu_cannot_record_or_replay_are_refused_with_the_reason(replay: 
         replay.reset()
 
 
-def test_a_saved_run_keeps_its_recording_and_replays_from_another_folder(tmp_path: Path) -> None:
+def test_a_saved_run_keeps_its_recording_and_replays_from_another_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative folders, as a notebook passes them (QEMU runs elsewhere)
     vm = petri_nb.launch("tmk", record=True)
-    run_dir = vm.save_timeline(tmp_path / "mine", interval=30)
+    run_dir = vm.save_timeline("mine", interval=30)
     vm.console.write("triplefault\n")
     icount = vm.wait_for_halt(timeout=30).data["icount"]
-    vm.replay().teardown()  # replay() ends the recording (as teardown() would) and finds it moved
+    replayed = vm.replay()  # ends the recording (as teardown() would) and finds it moved
+    assert replayed.seek(icount) == icount - 1
+    replayed.teardown()
     assert vm.recording == run_dir / "recording" and (run_dir / "recording" / "replay.bin").is_file()
     theirs = tmp_path / "colleague" / run_dir.name
     shutil.copytree(run_dir, theirs)
     shutil.rmtree(tmp_path / "mine")
     halt_row = petri_nb.read_timelines(theirs).query("source == 'halt'").iloc[-1]
-    r = petri_nb.replay(theirs / "recording")
+    r = petri_nb.replay(Path("colleague") / run_dir.name / "recording")
     try:
         assert r.seek(halt_row) == icount - 1
         assert r.disassemble(count=1).loc[0, "mnemonic"] == "int3"

@@ -88,7 +88,7 @@ class Recording:
     @classmethod
     def load(cls, path: str | Path) -> Recording:
         try:
-            path = Path(path)
+            path = Path(path).expanduser().absolute()  # QEMU runs in another directory
             meta = json.loads((path / META).read_text())
             if not (path / LOG).is_file():
                 raise PetriError(f"recording {path} has no {LOG}")
