@@ -24,8 +24,9 @@ HALTS = {"poweroff": "POWER_OFF", "reset": "RESET", "triplefault": "TRIPLE_FAULT
          "hibernate": "HIBERNATE"}
 
 
-def test_all_five_notebooks_are_shipped() -> None:
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent", "own_guest"}
+def test_all_six_notebooks_are_shipped() -> None:
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent", "own_guest",
+                                           "time_travel"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -155,6 +156,17 @@ def test_own_guest_notebook_boots_a_uefi_disk_to_its_agent_and_leaves_the_image_
     assert s["uname"].startswith("Linux ") and s["agent_exit_code"] == 0
     assert bytes.fromhex(s["note"]) == b"\x00written by the notebook\xff"
     assert s["halt"] == "POWER_OFF" and s["image_unchanged"]
+    check_figures(rep, 1)
+
+
+def test_time_travel_notebook_steps_back_from_the_fault_to_its_cause(tmp_path: Path) -> None:
+    rep = report.run("time_travel", tmp_path / "out", {"out_dir": str(tmp_path / "shared")})
+    s = rep.summary
+    assert s is not None
+    assert s["halt"] == "TRIPLE_FAULT" and s["instruction"] == "int3" and s["notes"] >= 1
+    assert s["at_fault"] == "int3" and s["one_step_back"] == "lidt" and s["idt_limit_before"] > 0
+    assert s["screen_rows"] >= 1 and s["end_icount"] > 1000
+    assert round((tmp_path / "shared" / "crash.html").stat().st_size / 1e3) == s["report_kb"] > 0
     check_figures(rep, 1)
 
 
