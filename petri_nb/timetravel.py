@@ -67,12 +67,23 @@ def instruction_count(where: Any, end: int | None) -> int:
             except (ValueError, AttributeError):
                 icount = None
         if icount is None:
-            raise PetriError("this timeline row carries no instruction count (only rows of a recorded run's "
-                             "halts do)")
+            raise PetriError("this timeline row carries no instruction count (only the rows of a recorded "
+                             "run do)")
         icount = int(icount)
         # A halt's count is where the recording stopped; the last state before it is one earlier.
         return icount if end is None else min(icount, end)
     raise PetriError(f"seek() takes an instruction count, 'end' or a timeline row, not {where!r:.80}")
+
+
+def console_at(frame: pd.DataFrame, icount: int | Mapping[str, Any] | pd.Series) -> str:
+    """What a recorded run's console showed at an instruction count (or a timeline row's): its
+    console lines stamped at or before it. A replay's own console cannot say this: replaying
+    from a snapshot prints part of the text again."""
+    target = instruction_count(icount, None)
+    lines = frame[(frame["source"] == "console") & (frame["kind"] == "line")]
+    counts = lines["data"].map(lambda d: (json.loads(d) if d else {}).get("icount"))
+    shown = lines[counts.notna() & (counts.astype("float64") <= target)]
+    return "\n".join(shown["detail"].astype(str))
 
 
 class TimeTravelMixin(VmCore):

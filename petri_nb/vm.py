@@ -23,6 +23,7 @@ from .console import Console
 from .debug import DebugMixin
 from .errors import LaunchError, PetriError, PetriTimeout
 from .guests import Guest, describe
+from .icount import IcountStamps
 from .introspect import InspectNode
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_meta import describe_run
@@ -55,6 +56,8 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         self._check_usable()
         start = time.monotonic()
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
+        if getattr(self.runtime, "recorder", None) is not None:  # launch(record=True): rows get icounts
+            self.icount_stamps = IcountStamps(self.runtime.icount)
         await self.runtime.start(self)
         self._timeline.meta.update(describe_run(self.guest, self.runtime.facts))
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)

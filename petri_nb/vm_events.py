@@ -22,6 +22,7 @@ from .diagnosis import Diagnoser
 from .errors import PetriError, VmGone
 from .guests import Guest
 from .halt import Halt, Stop
+from .icount import IcountStamps
 from .run_state import Fact, RunState, next_state
 from .timeline import Timeline
 from .validation import checked
@@ -56,6 +57,8 @@ class VmEvents:
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
+        #: Set while recording (petri_nb.timetravel.IcountStamps): rows get instruction counts.
+        self.icount_stamps: IcountStamps | None = None
         self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text,
                                     runtime.read_memory)
 
@@ -113,6 +116,8 @@ class VmEvents:
 
     def _record(self, source: str, kind: str, detail: str = "", data: Any = None,
                 reason: str | None = None, t: float | None = None) -> None:
+        if self.icount_stamps is not None and source != "halt" and (data is None or isinstance(data, dict)):
+            data = self.icount_stamps.stamp(data)  # a recorded run: every row can be seeked to
         self._timeline.record(source, kind, detail, data, reason, t)
 
     def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:

@@ -16,7 +16,7 @@ from petri_nb import HaltReason, NotSupported, PetriError
 from petri_nb.backends.qemu import replay as replay_module
 from petri_nb.backends.qemu.recording import SNAPSHOT, check_supported, with_blkreplay
 from petri_nb.guests.tmk import tmk
-from petri_nb.timetravel import instruction_count
+from petri_nb.timetravel import console_at, instruction_count
 
 
 def _values(vm: petri_nb.Vm) -> dict[str, int]:
@@ -205,5 +205,38 @@ def test_a_saved_run_keeps_its_recording_and_replays_from_another_folder(
     try:
         assert r.seek(halt_row) == icount - 1
         assert r.disassemble(count=1).loc[0, "mnemonic"] == "int3"
+    finally:
+        r.teardown()
+
+
+def test_every_row_of_a_recorded_run_can_be_seeked_to_and_shows_that_moments_console() -> None:
+    vm = petri_nb.launch("tmk", record=True, screen_watchdog=None)
+    try:
+        for word in ("first", "second"):
+            vm.console.write(f"echo {word}\n")
+            vm.console.expect(word)
+        vm.console.write("triplefault\n")
+        icount = vm.wait_for_halt(timeout=30).data["icount"]
+        frame = vm.timeline()
+        r = vm.replay()
+    except BaseException:
+        vm.teardown()
+        raise
+    try:
+        lines = frame[(frame["source"] == "console") & (frame["kind"] == "line")]
+        first = lines[lines["detail"] == "first"].iloc[0]
+        second = lines[lines["detail"] == "second"].iloc[0]
+        stamped = [instruction_count(row, None) for _, row in frame[frame["source"] != "halt"].iterrows()]
+        assert all(0 < n <= icount for n in stamped)  # every row (a call's row: the count when it ended)
+        at_lines = [instruction_count(row, None) for _, row in lines.iterrows()]
+        assert at_lines == sorted(at_lines)
+        assert "first" in console_at(frame, first) and "second" not in console_at(frame, first)
+        assert "second" in console_at(frame, second)
+        assert r.seek(first) == instruction_count(first, None)
+        at_first = r.registers()
+        r.seek(second)
+        assert not r.registers().equals(at_first)
+        r.seek(first)
+        assert r.registers().equals(at_first)  # a row is a moment: the same state every time
     finally:
         r.teardown()

@@ -70,9 +70,6 @@ class ReplayRuntime(QemuRuntime):
     async def restore_state(self, data: bytes) -> str:
         raise NotSupported("restore_state() in a replay: the replay follows the recording; seek() instead")
 
-    async def icount(self) -> int:
-        return int((await self._execute("query-replay"))["icount"])
-
     async def seek(self, icount: int) -> int:
         """Run the replay to ``icount`` (clamped to the safe end); returns where it stopped.
 

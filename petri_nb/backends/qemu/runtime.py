@@ -270,6 +270,10 @@ class QemuRuntime(Runtime):
     async def status(self) -> str:
         return (await self._execute("query-status"))["status"]
 
+    async def icount(self) -> int:
+        """Instructions executed so far (a recording or a replay: QEMU counts them only under -icount)."""
+        return int((await self._execute("query-replay"))["icount"])
+
     async def screenshot(self) -> Image.Image:
         assert self.rundir is not None
         async with self._screen_lock:
