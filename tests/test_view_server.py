@@ -181,6 +181,9 @@ def test_the_control_channel_pauses_resumes_and_resets_and_the_kernel_records_it
         wait_until(lambda: "tmk: ready" in vm.console.text[mark:], timeout=10, what="tmk to boot again")
         kinds = list(vm.timeline()["kind"])
         assert "RESET" in kinds and "reset()" not in kinds  # QEMU's event, not a kernel call
+        # Each button is named on the timeline, right before the events it caused.
+        assert [k for k in kinds if k.startswith("view ")] == ["view pause", "view resume", "view reset"]
+        assert kinds[kinds.index("view pause") + 1] == "STOP" and kinds[kinds.index("view reset") + 1] == "RESET"
         # After the view's reset, guest resets are halts again (the action was switched back).
         vm.console.write("reset\n")
         assert vm.wait_for_halt(timeout=10).reason is petri_nb.HaltReason.RESET

@@ -19,7 +19,7 @@ from typing import Any
 
 from qemu.qmp import QMPClient, QMPError
 
-from ..backends.qemu.display import read_facts
+from ..backends.qemu.display import note_view_action, read_facts
 from .bridge import SideChannelHandler
 
 #: How long a reset waits for the firmware's own reboot (SeaBIOS reboots once more after any reset).
@@ -89,6 +89,7 @@ async def run_action(sock: Path, action: str) -> None:
     if lock is None:
         lock = _locks[sock] = asyncio.Lock()
     async with lock:
+        note_view_action(sock.parent, action)  # before acting: the kernel's timeline names the button
         qmp = QMPClient("petri_nb-view")
         await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
         try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,44 @@ def read_facts(rundir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return facts if isinstance(facts, dict) else {}
+
+
+#: The view server notes each button press here just before acting on it, so the kernel's timeline
+#: can say which host events the view caused (a QMP event does not say which monitor asked).
+ACTIONS_LOG = "view-actions.jsonl"
+_ACTION = re.compile(r"[a-z]{1,20}")
+
+
+def note_view_action(rundir: Path, action: str) -> None:
+    """Append one press (0600, in the 0700 run dir; a symlink there is refused)."""
+    fd = os.open(rundir / ACTIONS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"action": action, "wall": time.time()}) + "\n")
+
+
+class ViewActions:
+    """The presses noted since the last ``new()`` (complete lines only; anything odd is skipped)."""
+
+    def __init__(self, rundir: Path) -> None:
+        self._path = rundir / ACTIONS_LOG
+        self._offset = 0
+
+    def new(self) -> list[dict[str, Any]]:
+        try:
+            with open(self._path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read(65536)
+        except OSError:
+            return []
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        presses = []
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and _ACTION.fullmatch(str(entry.get("action"))):
+                    presses.append({"action": entry["action"], "wall": float(entry.get("wall", 0.0))})
+        return presses
 
 
 def view_sockets(rundir: Path | None) -> dict[str, Path]:

@@ -137,8 +137,10 @@ class EventPump:
     """Reads one QMP session's events; ``halted`` stays true from a halt until ``restarted()``."""
 
     def __init__(self, sink: EventSink, cpu_log: CpuLog, status: Callable[[], Awaitable[str]],
-                 stderr_tail: Callable[[], list[str]]) -> None:
+                 stderr_tail: Callable[[], list[str]],
+                 view_presses: Callable[[], list[dict[str, Any]]] = lambda: []) -> None:
         self._sink = sink
+        self._view_presses = view_presses
         self._status = status
         self._stderr_tail = stderr_tail
         self.mapper = HaltMapper(cpu_log.read_new)
@@ -158,6 +160,8 @@ class EventPump:
         async for event in qmp.events:
             name = event["event"]
             data = event.get("data", {})
+            for press in self._view_presses():  # noted just before the view acted: its events follow
+                self._sink.record("runtime", f"view {press['action']}", "a live view button", press)
             self._sink.record("qmp", name, _event_summary(data), data)
             if name == "RESET":
                 # A host reset under way (ours, or the live view's on its own monitor): the halt

@@ -119,8 +119,8 @@ class QemuRuntime(Runtime):
             self.argv[1:1] = self._tpm.qemu_args()
         self._cpu_log = CpuLog(self.rundir / "cpu.log")
         self._boot = BootWatcher(sink.boot_event)
-        self._pump = EventPump(sink, self._cpu_log, self.status,
-                               lambda: list(self.proc.stderr_tail) if self.proc else [])
+        self._pump = EventPump(sink, self._cpu_log, self.status, lambda: list(self.proc.stderr_tail) if self.proc
+                               else [], display.ViewActions(self.rundir).new)
         self.debugger = Debugger(self.rundir / command.GDB_SOCKET if self.guest.gdb else None, self.status,
                                  self.registers, sink.debug_stopped, sink.debug_running)
         self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,
