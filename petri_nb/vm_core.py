@@ -23,7 +23,7 @@ from PIL import Image
 from . import live
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
-from .loop import in_own_thread, runs_on_runtime_loop
+from .loop import in_own_thread, on_runtime_loop, runs_on_runtime_loop
 from .run_state import Fact, RunState
 from .vm_events import VmEvents
 
@@ -38,6 +38,8 @@ HALT_GRACE = 0.25
 #: Default bound on control calls (pause, reset, screenshot...): QEMU answers in
 #: milliseconds, so this only fires when QEMU is wedged.
 CONTROL_TIMEOUT = 30.0
+#: Longest a recorded run's timeline() waits for its newest rows' instruction counts.
+STAMP_WAIT = 2.0
 #: How long an abandoned call (timeout, halt, Ctrl-C) may take to clean up before we answer.
 CANCEL_SETTLE = 5.0
 
@@ -56,6 +58,8 @@ class VmCore(VmEvents):
         self.calls_in_flight += 1
         try:
             self._check_usable()
+            if self.icount_stamps is not None:  # a recorded run: earlier rows get their counts first
+                await self.icount_stamps.flush()
             return await self._race(aw, name, halts=halts, breakpoints=breakpoints or halts, timeout=timeout,
                                     what=what)
         except BaseException as e:
@@ -238,6 +242,8 @@ class VmCore(VmEvents):
 
     def timeline(self) -> pd.DataFrame:
         """This run's events, one row each (DESIGN.md timeline schema)."""
+        if self.icount_stamps is not None and not on_runtime_loop():  # a recorded run: rows wait for
+            self.icount_stamps.settled.wait(STAMP_WAIT)  # their instruction counts (one QMP round trip)
         return self._timeline.to_frame()
 
     @runs_on_runtime_loop
