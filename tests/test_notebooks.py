@@ -133,6 +133,8 @@ def test_shared_analysis_compares_qboot_and_seabios_reset_soaks(tmp_path: Path) 
     assert ab["metrics"]["halt_reasons RESET"]["verdict"] == "no evidence"  # same commands, same halts
     assert s["diff_paths"] == []  # these runs took no inspect snapshot: nothing to diff, no error
     check_figures(rep, 3)  # halt reasons, call durations, the comparison
+    shared = tmp_path / "out" / "runs_report.html"  # the notebook's working directory is its report folder
+    assert shared.stat().st_size == s["report_bytes"] and shared.read_text().count('class="run"') >= 16
 
 
 @pytest.mark.slow
