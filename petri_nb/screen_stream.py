@@ -169,7 +169,7 @@ class FramePump:
                 self.stats.errors.append(f"{type(e).__name__}: {e}")
             return
         self.stats.polls += 1
-        digest = await asyncio.to_thread(_digest, img)
+        digest = await asyncio.to_thread(screen_digest, img)
         if digest == self._last_hash:
             self.stats.unchanged += 1
             return
@@ -197,5 +197,6 @@ class FramePump:
             self._wake.set()
 
 
-def _digest(img: Image.Image) -> bytes:
+def screen_digest(img: Image.Image) -> bytes:
+    """A short hash of a screen's pixels and size: equal only for the same picture."""
     return hashlib.blake2b(img.tobytes(), digest_size=16, person=f"{img.width}x{img.height}".encode()[:16]).digest()

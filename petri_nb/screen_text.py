@@ -10,7 +10,6 @@ says which way it was read (``ScreenText.source``), because OCR can misread.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 
@@ -18,6 +17,7 @@ from PIL import Image, ImageOps
 
 from .errors import BadArgument, NotSupported
 from .loop import runs_on_runtime_loop
+from .screen_stream import screen_digest
 from .vm_core import VmCore
 
 VGA_TEXT = 0xB8000
@@ -68,10 +68,6 @@ def ocr(image: Image.Image) -> ScreenText:
     return ScreenText("\n".join(line for line in lines if line), "ocr", 0, len(lines))
 
 
-def _digest(image: Image.Image) -> bytes:
-    return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
-
-
 class ScreenTextMixin(VmCore):
     """``screen_text()`` and ``wait_for_screen()`` for AsyncVm."""
 
@@ -106,7 +102,7 @@ class ScreenTextMixin(VmCore):
         wanted = ", ".join(w for w in (f"text {text!r}" if text is not None else "",
                                        "a change" if changed is not False else "",
                                        f"{still_for:g} s unchanged" if still_for is not None else "") if w)
-        before = _digest(changed) if isinstance(changed, Image.Image) else None
+        before = screen_digest(changed) if isinstance(changed, Image.Image) else None
         return await self._call("wait_for_screen", self._look_until(regex, changed is not False, before, still_for),
                                 halts=True, timeout=timeout, what=f"the screen to show {wanted}")
 
@@ -117,7 +113,7 @@ class ScreenTextMixin(VmCore):
         shows_text = False
         while True:
             image = await self.runtime.screenshot()
-            digest, now = _digest(image), time.monotonic()
+            digest, now = screen_digest(image), time.monotonic()
             if digest != last:
                 last, since = digest, now
                 shows_text = regex is not None and bool(regex.search(await self._read_text(image)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -26,7 +25,7 @@ from PIL import Image
 from .errors import BadArgument
 from .loop import runs_on_runtime_loop
 from .run_state import RunState
-from .screen_stream import encode_png
+from .screen_stream import encode_png, screen_digest
 from .vm_core import VmCore
 
 #: Default seconds between the screen watchdog's looks (petri's is 2 s too).
@@ -70,7 +69,7 @@ async def watch_screen(shoot: Shoot, record: Record, state: State, every: float)
                 return
             continue
         failures = 0
-        digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        digest = screen_digest(image)
         if digest != last:
             last = digest
             detail, data = await asyncio.to_thread(screen_row, image)
