@@ -273,19 +273,23 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
         for path in _expand(item):
             if path.is_dir():
                 if (path / "meta.json").exists() or _part_files(path):
-                    frames.extend(_by_run(with_meta_columns(read_run(path), read_meta(path))))
+                    frames.extend(_by_run(_read_run_with_meta(path)))
                     continue
                 runs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "meta.json").exists())
                 if not runs:
                     raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json)")
                 for run in runs:
-                    frames.extend(_by_run(with_meta_columns(read_run(run), read_meta(run))))
+                    frames.extend(_by_run(_read_run_with_meta(run)))
             elif path.suffix == ".parquet":
                 frames.extend(_by_run(_read_files([path], meta=True)))
             else:
                 raise PetriError(f"{path} is neither a run directory nor a .parquet file")
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     return with_meta_columns(conform(frame), frame)
+
+
+def _read_run_with_meta(directory: Path) -> pd.DataFrame:
+    return with_meta_columns(read_run(directory), read_meta(directory))
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

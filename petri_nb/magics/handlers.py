@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -304,14 +304,16 @@ def replay(session: Session, vm: Vm | None, args: argparse.Namespace) -> Vm:
 
 
 def rstep(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
-    with waiting(f"stepping {vm.name} back"):
-        pc = vm.reverse_step()
-    return PlainText(f"stopped at {describe(vm, pc)}, instruction {vm.icount()}")
+    return _backwards(vm, vm.reverse_step, f"stepping {vm.name} back")
 
 
 def rcontinue(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
-    with waiting(f"running {vm.name} back to the previous breakpoint"):
-        pc = vm.reverse_continue()
+    return _backwards(vm, vm.reverse_continue, f"running {vm.name} back to the previous breakpoint")
+
+
+def _backwards(vm: Vm, go: Callable[[], int], what: str) -> PlainText:
+    with waiting(what):
+        pc = go()
     return PlainText(f"stopped at {describe(vm, pc)}, instruction {vm.icount()}")
 
 
