@@ -11,10 +11,11 @@ build on this class, and ``petri_nb.vm.AsyncVm`` puts them together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -91,21 +92,15 @@ class VmCore(VmEvents):
                 # The VM halted or vanished; the call may still finish with what already arrived.
                 done, _ = await asyncio.wait({task}, timeout=HALT_GRACE)
             if task in done:
-                try:
+                with self._gone_explains():
                     return task.result()
-                except PetriError:
-                    raise
-                except Exception as e:
-                    if self._gone.done():
-                        raise self._gone_error() from e
-                    raise
             if self._gone.done() and not (halts and self._pending):
-                raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
+                raise self._gone_during(name)
             if halts and self._pending:
                 raise VmHalted(self._pending[0], f"{name}()")
             if breakpoints and (stop := self.breakpoint_stop):
                 raise BreakpointHit(stop, f"{name}()")
-            raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}")
+            raise self._timed_out(name, timeout, what)
         finally:
             for fut in watchers:
                 fut.cancel()
@@ -114,6 +109,25 @@ class VmCore(VmEvents):
                 # before answering, so what the caller sees next is the VM as it is.
                 task.cancel()
                 await asyncio.wait({task}, timeout=CANCEL_SETTLE)
+
+    @contextlib.contextmanager
+    def _gone_explains(self) -> Iterator[None]:
+        """A call's error that came from losing the VM becomes VmGone; PetriErrors pass as they are."""
+        try:
+            yield
+        except PetriError:
+            raise
+        except Exception as e:
+            if self._gone.done():
+                raise self._gone_error() from e
+            raise
+
+    def _gone_during(self, name: str) -> VmGone:
+        return VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}")
+
+    @staticmethod
+    def _timed_out(name: str, timeout: float | None, what: str) -> PetriTimeout:
+        return PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}")
 
     async def _race_gone(self, aw: Awaitable[T], name: str, timeout: float | None, what: str) -> T:
         """The control-call race (VM loss and a timeout only), run in the caller's own task.
@@ -139,20 +153,14 @@ class VmCore(VmEvents):
         timer = None if timeout is None else loop.call_later(timeout, interrupt, "timeout")
         self._gone.add_done_callback(on_gone)
         try:
-            return await aw
+            with self._gone_explains():
+                return await aw
         except asyncio.CancelledError:
             if not why or task.uncancel() > 0:  # not ours, or cancelled from outside as well
                 raise
             if self._gone.done():
-                raise VmGone(f"VM {self.name} is gone during {name}(): {self.gone_reason}") from None
-            raise PetriTimeout(f"{name}() timed out after {timeout:.3g} s waiting for {what or 'QEMU to answer'}") \
-                from None
-        except PetriError:
-            raise
-        except Exception as e:
-            if self._gone.done():
-                raise self._gone_error() from e
-            raise
+                raise self._gone_during(name) from None
+            raise self._timed_out(name, timeout, what) from None
         finally:
             if not why:
                 why.append("finished")  # a late on_gone or timer must not cancel the caller's next work
