@@ -73,17 +73,22 @@ def guest_hash(guest: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def describe_run(guest: Any, facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata of a run of ``guest`` on a runtime reporting ``facts`` (``Runtime.facts``)."""
+@functools.cache
+def process_facts() -> dict[str, Any]:
+    """What every run of this process shares. The first call forks git: call it off the event loop."""
+    return {"host": socket.gethostname(), "petri_nb_version": petri_nb_version(), "git_commit": git_commit(),
+            "python_version": platform.python_version()}
+
+
+def describe_run(guest: Any, facts: Mapping[str, Any], process: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata of a run of ``guest`` on a runtime reporting ``facts`` (``Runtime.facts``) in a
+    process described by ``process`` (``process_facts()``)."""
     return {
-        "host": socket.gethostname(),
+        **process,
         "qemu_version": facts.get("qemu_version"),
         "accel": facts.get("accel"),
         "firmware": getattr(guest, "firmware", None),
         "guest_hash": guest_hash(guest),
-        "petri_nb_version": petri_nb_version(),
-        "git_commit": git_commit(),
-        "python_version": platform.python_version(),
         **{k: v for k, v in facts.items() if k not in META_COLUMNS},
     }
 

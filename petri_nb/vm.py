@@ -26,7 +26,7 @@ from .guests import Guest, describe
 from .icount import IcountStamps
 from .introspect import InspectNode
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
-from .run_meta import describe_run
+from .run_meta import describe_run, process_facts
 from .run_state import Fact
 from .screen_text import ScreenTextMixin
 from .state import StateMixin
@@ -58,8 +58,9 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
         if getattr(self.runtime, "recorder", None) is not None:  # launch(record=True): rows get icounts
             self.icount_stamps = IcountStamps(self.runtime.icount)
+        process = asyncio.ensure_future(asyncio.to_thread(process_facts))  # forks git once: not on the loop
         await self.runtime.start(self)
-        self._timeline.meta.update(describe_run(self.guest, self.runtime.facts))
+        self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self._transition(Fact.STARTED)
         if self.guest.ready is not None:
