@@ -93,7 +93,7 @@ class RawQemu:
             if self.proc.returncode is None:
                 try:
                     await asyncio.wait_for(self.proc.wait(), 3)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.proc.kill()
                     await self.proc.wait()
         try:

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += bench_fleet.by_firmware(runs=6 if q else 30, rounds=1 if q else 2)
     if args.linux:
         rows += firmware_linux.run(rounds=1 if q else 2)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"## Run {now}\n\n{about}\n\n{table(rows)}\n"
     print(text)
     if args.record:

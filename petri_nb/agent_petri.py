@@ -71,7 +71,7 @@ class _Channel:
         while True:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             frame = await asyncio.wait_for(self._frames.get(), left)
             if frame is None:
                 self._frames.put_nowait(None)  # keep telling later callers
@@ -147,7 +147,7 @@ class PetriAgentChannel:
                             await self._kill(rid)
                             raise AgentError(f"guest command {command!r} produced more than {limit} bytes "
                                              "(max_output); it was stopped")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._kill(rid)
                 raise PetriTimeout(f"guest command {command!r} did not finish within {timeout:g} s; "
                                    "it was killed") from None

@@ -134,7 +134,7 @@ class QgaClient:
     async def _next_reply(self, deadline: float) -> dict[str, Any]:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
-            raise asyncio.TimeoutError
+            raise TimeoutError
         reply = await asyncio.wait_for(self._replies.queue.get(), left)
         if reply is None:
             self._replies.queue.put_nowait(None)  # keep telling later callers
@@ -176,7 +176,7 @@ class QgaClient:
             await self._send(json.dumps(message).encode() + b"\n")
             try:
                 reply = await self._next_reply(deadline)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._synced = False  # its reply may still come: resync before the next command
                 raise PetriTimeout(f"the guest agent did not answer {command} within {timeout:g} s") from None
             except asyncio.CancelledError:

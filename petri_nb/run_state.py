@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 
-class RunState(str, enum.Enum):
+class RunState(str, enum.Enum):  # noqa: UP042 (not switched to StrEnum in a lint-only change)
     """The VM's run state; a ``str`` so ``vm.state == "running"`` keeps working."""
 
     STARTING = "starting"

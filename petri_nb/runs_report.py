@@ -167,7 +167,7 @@ def _head(title: str, frame: pd.DataFrame, runs: dict[str, pd.DataFrame], slugs:
           budget: int | None) -> str:
     """The title, counts, what all runs share, and one line per run with what differs."""
     common, differing = _meta(runs)
-    made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     counts = ", ".join([_count(len(runs), "run"), _count(len(frame), "event"), _count(len(_halts(frame)), "halt")])
     cut = f'<b class="cut">{_count(hidden, "console line")} not shown</b> (at most {budget} per run). '
     cut = cut if hidden else ""

@@ -152,7 +152,7 @@ class FramePump:
                     try:
                         await asyncio.wait_for(self._wake.wait(), delay)
                         continue  # an ack freed a slot or an encoding finished: send the held frame now
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 next_poll = max(next_poll + self.interval, time.monotonic())
                 if self.frames_wanted:

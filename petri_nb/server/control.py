@@ -50,7 +50,7 @@ async def _next_reset(events: Any, timeout: float) -> dict[str, Any] | None:
         raise EOFError("QMP closed")
     try:
         return await asyncio.wait_for(first(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 

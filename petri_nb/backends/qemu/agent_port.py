@@ -54,7 +54,7 @@ async def accept_connection(rundir: Path, timeout: float = CONNECT_TIMEOUT
         raise AgentError(f"cannot listen for the guest agent port at {path}: {e}") from e
     try:
         return await asyncio.wait_for(conn, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise PetriTimeout(f"QEMU did not connect the agent port within {timeout:g} s") from None
     finally:
         server.close()

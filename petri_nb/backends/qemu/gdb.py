@@ -104,7 +104,7 @@ class GdbSession:
         await self.proc.stdin.drain()
         try:
             record = await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise PetriTimeout(f"gdb did not answer {cmd.split()[0]} within {timeout:g} s") from None
         finally:
             self._waiting.pop(token, None)
@@ -115,7 +115,7 @@ class GdbSession:
     async def wait_stopped(self, timeout: float = GDB_TIMEOUT) -> dict[str, Any]:
         try:
             await asyncio.wait_for(self._stopped.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise PetriTimeout(f"the guest did not stop within {timeout:g} s") from None
         return self.last_stop
 

@@ -183,7 +183,7 @@ class EventPump:
         """Why QEMU stopped the CPUs on its own (e.g. a KVM internal error), as a halt if it is one."""
         try:
             status = await asyncio.wait_for(self._status(), STATUS_TIMEOUT)
-        except (PetriError, asyncio.TimeoutError):
+        except (TimeoutError, PetriError):
             return None  # a lost link is reported by the exit watcher; a wedged QEMU by the calls
         return HaltMapper.from_status(status, self._stderr_tail())
 

@@ -60,5 +60,5 @@ async def _next_reset(resets: EventListener, by_guest: bool, what: str, timeout:
 async def bounded(aw: Awaitable[Any], what: str, timeout: float) -> None:
     try:
         await asyncio.wait_for(aw, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise PetriTimeout(f"timed out after {timeout:g} s waiting for {what}") from None

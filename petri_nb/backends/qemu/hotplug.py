@@ -145,7 +145,7 @@ class PcieHotplug:
             await self._execute("device_del", {"id": plug.device_id})
             try:
                 await asyncio.wait_for(_deleted(listener, plug.device_id), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise PetriTimeout(
                     f"the guest did not release {plug.kind} {plug.device_id!r} on {port} within {timeout:g} s "
                     "(unplug needs the guest's PCIe hot-plug driver)") from None

@@ -104,7 +104,7 @@ class ReplayRuntime(QemuRuntime):
                     raise PetriTimeout(f"the replay did not reach instruction {icount} within {REPLAY_TIMEOUT:g} s")
                 try:
                     await asyncio.wait_for(stops.get(), max(0.0, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
         return await self.icount()
 
