@@ -119,6 +119,26 @@ class AsyncConsole:
                 return match
             await self._grew.wait()
 
+    def mark(self) -> int:
+        """Where the console is now, as a count of every character printed (trimming keeps it valid)."""
+        return self.dropped_chars + len(self._text)
+
+    def skip_to(self, mark: int) -> None:
+        """``expect`` ignores what was printed before ``mark`` (a reset: the previous boot's output)."""
+        self._cursor = max(self._cursor, mark - self.dropped_chars)
+
+    async def shown_since(self, regex: re.Pattern[str], mark: int, timeout: float | None) -> re.Match[str]:
+        """Wait until text printed after ``mark`` matches, without consuming it for ``expect``
+        (readiness: a user's own ``expect`` of the banner still finds it)."""
+        async def search() -> re.Match[str]:
+            while True:
+                self._grew.clear()
+                if match := regex.search(self._text, max(0, mark - self.dropped_chars)):
+                    return match
+                await self._grew.wait()
+        return await self._call("console.ready", search(), halts=True, timeout=timeout,
+                                what=f"console output matching {regex.pattern!r}")
+
     def _line_around(self, pos: int) -> str:
         end = self._text.find("\n", pos)
         return self._text[self._text.rfind("\n", 0, pos) + 1:end if end >= 0 else None].rstrip("\r")[:300]

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .abandon import abandon
 from .errors import BadArgument, PetriError
 from .run_meta import with_meta_columns
 from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
@@ -179,7 +180,7 @@ class RunWriter:
     def close(self) -> None:
         """Stop the periodic flush and write what is left (errors stay in ``self.error``)."""
         if self._task is not None:
-            self._task.cancel()
+            abandon(self._task)
             self._task = None
         with contextlib.suppress(SaveError):
             self.flush()
@@ -254,8 +255,9 @@ def _expand(item: str | os.PathLike[str]) -> list[Path]:
 def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """Load many saved runs into one frame with the timeline schema's dtypes.
 
-    Each item may be a run directory, a directory of run directories (e.g. the
-    default runs dir), a single ``.parquet`` file or a glob of any of those. Rows
+    Each item may be a run directory, a fleet's directory, a directory of either (e.g.
+    the default runs dir, a folder of fleets), a single ``.parquet`` file or a glob of
+    any of those. Rows
     are in time order within each run. After the schema's columns come the run's
     metadata (``run_meta.META_COLUMNS``: host, qemu_version, ...), null where a run
     did not record it, so runs from many machines can be grouped.
@@ -272,20 +274,32 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
     for item in items:
         for path in _expand(item):
             if path.is_dir():
-                if (path / "meta.json").exists() or _part_files(path):
-                    frames.extend(_by_run(_read_run_with_meta(path)))
-                    continue
-                runs = sorted(d for d in path.iterdir() if d.is_dir() and (d / "meta.json").exists())
-                if not runs:
-                    raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json)")
-                for run in runs:
-                    frames.extend(_by_run(_read_run_with_meta(run)))
+                frames.extend(_read_folder(path))
             elif path.suffix == ".parquet":
                 frames.extend(_by_run(_read_files([path], meta=True)))
             else:
                 raise PetriError(f"{path} is neither a run directory nor a .parquet file")
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     return with_meta_columns(conform(frame), frame)
+
+
+def _read_folder(path: Path) -> list[pd.DataFrame]:
+    """A run directory, a fleet's directory (``<run>.parquet`` files beside ``outcomes.jsonl``), or a
+    folder of either (the default runs dir, a folder of fleets): each run's rows."""
+    if (path / "meta.json").exists() or _part_files(path):
+        return _by_run(_read_run_with_meta(path))
+    if _is_fleet(path):
+        files = sorted(f for f in path.glob("*.parquet") if f.is_file())
+        return _by_run(_read_files(files, meta=True)) if files else []
+    inside = sorted(d for d in path.iterdir() if d.is_dir() and ((d / "meta.json").exists() or _is_fleet(d)))
+    if not inside:
+        raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json), nor a "
+                         "fleet's (no outcomes.jsonl), nor a folder of them")
+    return [run for d in inside for run in _read_folder(d)]
+
+
+def _is_fleet(path: Path) -> bool:
+    return (path / "outcomes.jsonl").is_file()
 
 
 def _read_run_with_meta(directory: Path) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from .abandon import abandon
 from .loop import runtime_loop
 
 #: Screen polls per second; the frame rate cannot exceed it.
@@ -90,7 +91,7 @@ class FramePump:
 
     def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            abandon(self._task)
 
     @property
     def running(self) -> bool:
@@ -159,7 +160,7 @@ class FramePump:
                     await self._poll()
         finally:
             if self._encoder is not None:
-                self._encoder.cancel()
+                abandon(self._encoder)
 
     async def _poll(self) -> None:
         try:

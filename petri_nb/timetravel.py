@@ -138,12 +138,18 @@ class TimeTravelMixin(VmCore):
         self._record("runtime", "seek", f"at instruction {got}", {"icount": got})
         return got
 
+    def _went_back(self) -> None:
+        """Back before a halt the replay ran into: that halt is undone, the replay is paused."""
+        self.debug_running()
+        self._acknowledge_halts()
+        self._transition(Fact.RESTORED_PAUSED)
+
     @runs_on_runtime_loop
     async def reverse_step(self) -> int:
         """One instruction backwards; returns the program counter there."""
         control = self._replay_control("reverse_step")
         pc = await self._call("reverse_step", control.reverse_step(), timeout=REVERSE_TIMEOUT)
-        self.debug_running()
+        self._went_back()
         return pc
 
     @runs_on_runtime_loop
@@ -151,7 +157,7 @@ class TimeTravelMixin(VmCore):
         """Backwards to the previous breakpoint hit (or the start of the recording); returns the program counter."""
         stop = await self._call("reverse_continue", self._replay_control("reverse_continue").reverse_continue(),
                                 timeout=REVERSE_TIMEOUT)
-        self.debug_running()
+        self._went_back()
         try:
             return int(stop.get("frame", {}).get("addr", "0"), 16)
         except ValueError:

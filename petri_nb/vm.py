@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import live, persist
+from . import live, persist, readiness
 from .agent import Agent, AsyncAgent, agent_for
 from .backends import create_runtime
 from .boot import BootEvent
@@ -59,32 +59,17 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         if getattr(self.runtime, "recorder", None) is not None:  # launch(record=True): rows get icounts
             self.icount_stamps = IcountStamps(self.runtime.icount)
         process = asyncio.ensure_future(asyncio.to_thread(process_facts))  # forks git once: not on the loop
+        since = readiness.mark(self)
         await self.runtime.start(self)
         self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self._transition(Fact.STARTED)
         if self.guest.ready is not None:
-            await self._become_ready()
+            try:
+                await readiness.until_ready(self, since)
+            except PetriTimeout as e:
+                raise LaunchError(str(e)) from e
         self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch")
-
-    async def _become_ready(self) -> None:
-        """Wait for what the guest description calls ready; a timeout says what the guest did instead."""
-        ready, timeout = self.guest.ready, self.guest.ready_timeout
-        try:
-            if ready == "agent":
-                await self.wait_for_agent(timeout)
-            elif ready == "boot":
-                deadline = time.monotonic() + timeout
-                while not (await self.wait_for_boot_event(max(0.0, deadline - time.monotonic()))).ok:
-                    pass
-            else:
-                await self.console.expect(ready, timeout=timeout)
-        except PetriTimeout as e:
-            events = ", ".join(f"{b.kind} ({b.detail})" for b in self.boot_events) or "none"
-            tail = self.console.tail(5) or "(nothing)"
-            awaited = {"agent": "the guest agent", "boot": "a successful boot"}.get(ready, f"console {ready!r}")
-            raise LaunchError(f"VM {self.name} was not ready after {timeout:g} s (waiting for {awaited}); "
-                              f"boot events: {events}; console tail: {tail!r}") from e
 
     @runs_on_runtime_loop
     async def send_shutdown(self, kind: str = "poweroff") -> None:

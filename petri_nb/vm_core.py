@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import pandas as pd
 from PIL import Image
 
-from . import live
+from . import live, readiness
+from .abandon import abandon
 from .errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
 from .halt import Halt, HaltReason
 from .loop import in_own_thread, on_runtime_loop, runs_on_runtime_loop
@@ -107,7 +108,7 @@ class VmCore(VmEvents):
             if not task.done():
                 # Give up on the call, but let its cleanup run (a save resumes the guest it paused)
                 # before answering, so what the caller sees next is the VM as it is.
-                task.cancel()
+                abandon(task)
                 await asyncio.wait({task}, timeout=CANCEL_SETTLE)
 
     @contextlib.contextmanager
@@ -173,13 +174,26 @@ class VmCore(VmEvents):
     # -- control calls ----------------------------------------------------------
 
     @runs_on_runtime_loop
-    async def reset(self) -> None:
-        """Host reset; also restarts a halted VM. Pending halts are acknowledged."""
+    async def reset(self, wait_ready: bool = True) -> None:
+        """Host reset; also restarts a halted VM. Pending halts are acknowledged. Returns once the
+        guest is ready again, by the rule ``launch`` waits for (``Guest.ready``: so a line typed
+        next is heard); ``wait_ready=False`` returns as soon as QEMU has reset."""
         await self._diagnoser.settled()  # a halt being diagnosed is reported before the reset
-        before = len(self.halts)
-        await self._call("reset", self.runtime.reset())
+        before, since = len(self.halts), readiness.mark(self)
+        self._own_resets += 1
+        try:
+            await self._call("reset", self.runtime.reset())
+        finally:
+            self._own_resets -= 1
+        self.console.skip_to(since.console)  # expect() now reads the new boot, not the last one
         self._acknowledge_halts(before)  # a halt during the reset (a guest crashing at once) stays pending
         self._transition(Fact.RESTARTED)
+        if not wait_ready:
+            self._note_ready_later(since, "reset()")
+        elif self.guest.ready is not None:
+            start = self._timeline.now()
+            await readiness.until_ready(self, since)  # type: ignore[arg-type]
+            self._record("runtime", "ready", f"guest ready {self._timeline.now() - start:.3f} s after reset()")
 
     @runs_on_runtime_loop
     async def pause(self) -> None:
@@ -215,7 +229,7 @@ class VmCore(VmEvents):
             halt = await self._call("wait_for_halt", self._next_halt(), timeout=left, breakpoints=True,
                                     what="the VM to halt")
             if allow_reset and halt.reason is HaltReason.RESET:
-                await self.reset()
+                await self.reset(wait_ready=False)  # the wait goes on for halts, not for readiness
                 continue
             return halt
 
@@ -261,6 +275,8 @@ class VmCore(VmEvents):
             return
         start = self._timeline.now()
         self._transition(Fact.TORN_DOWN)
+        for note in list(self._readiness_notes):
+            note.cancel()
         try:
             await self.runtime.teardown()
         finally:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import readiness
 from .backends.base import Runtime
 from .boot import BootEvent
 from .console import AsyncConsole
@@ -52,11 +53,14 @@ class VmEvents:
         self._state = RunState.STARTING
         self._state_observers: list[StateObserver] = []
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
+        self._own_resets = 0  # reset() calls in flight: their RESET events are not the view's
+        self._readiness_notes: set[asyncio.Task[None]] = set()
         self._bp_signal = asyncio.Event()
         self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
         self.boot_events: list[BootEvent] = []
         self._boot_unread = 0  # boot events not yet returned by wait_for_boot_event
         self._boot_signal = asyncio.Event()
+        self._boot_grew = asyncio.Event()  # set at every boot event (readiness waits on it)
         #: Set while recording (petri_nb.timetravel.IcountStamps): rows get instruction counts.
         self.icount_stamps: IcountStamps | None = None
         self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text,
@@ -129,6 +133,29 @@ class VmEvents:
             # before it are answered, and a halted VM runs again.
             self._acknowledge_halts(len(self.halts))
             self._transition(Fact.RESTARTED)
+            if not self._own_resets:
+                since = readiness.mark(self)  # type: ignore[arg-type]
+                self.console.skip_to(since.console)
+                self._note_ready_later(since, "a reset from the view")
+
+    def _note_ready_later(self, since: readiness.Mark, after: str) -> None:
+        """Put ``ready`` on the timeline once the guest is ready again after ``after``, with no one
+        waiting for it (a reset from the view, ``reset(wait_ready=False)``)."""
+        if self.guest.ready is None:
+            return
+
+        async def note() -> None:
+            start = self._timeline.now()
+            try:
+                await readiness.until_ready(self, since)  # type: ignore[arg-type]
+            except PetriError as e:  # halted, gone or timed out: the timeline says so, nobody raises
+                self._record("runtime", "not ready", f"after {after}: {e}")
+                return
+            self._record("runtime", "ready", f"guest ready {self._timeline.now() - start:.3f} s after {after}")
+
+        task = asyncio.ensure_future(note())
+        self._readiness_notes.add(task)
+        task.add_done_callback(self._readiness_notes.discard)
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
@@ -146,6 +173,7 @@ class VmEvents:
         self.boot_events.append(event)
         self._boot_unread += 1
         self._boot_signal.set()
+        self._boot_grew.set()
         self._record("boot", event.kind, event.detail, {"firmware": event.firmware, "line": event.line}, t=event.t)
 
     def console_data(self, data: bytes) -> None:

@@ -28,6 +28,21 @@ from petri_nb.loop import run_blocking
 from petri_nb.persist import read_snapshots
 from petri_nb.vm import Vm
 
+#: What an abandoned task or a dying thread prints on the user's stderr (in a notebook: into the cell).
+NOISE = ("Task exception was never retrieved", "Exception in thread", "Task was destroyed but it is pending")
+
+
+@pytest.fixture(autouse=True)
+def quiet_stderr(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A fault test fails if asyncio or a thread printed a traceback: the user would see it."""
+    yield
+    import gc
+    gc.collect()  # asyncio reports an unretrieved task exception when the task is collected
+    said = capfd.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    noise = [n for n in NOISE if n in said]
+    assert not noise, f"stderr noise: {noise}: {said[-2000:]}"
+
+
 VM_SHARED_ACROSS_TESTS = True  # the fuzz shares one VM; the fixture checks for leftovers at its end
 
 BAD = st.one_of(

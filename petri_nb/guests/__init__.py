@@ -18,7 +18,7 @@ __all__ = ["Disk", "Guest", "Nic", "describe", "known_guests", "register_guest"]
 Preset = Callable[..., Guest]
 _registry: dict[str, Guest | Preset] = {}
 #: Fields that describe a guest of the user's own (``launch(kernel=...)`` needs no preset).
-_OWN_GUEST_FIELDS = ("kernel", "disks", "cdrom")
+OWN_GUEST_FIELDS = ("kernel", "disks", "cdrom")
 
 
 def _presets() -> dict[str, Guest | Preset]:
@@ -44,7 +44,7 @@ def known_guests() -> list[str]:
 def describe(guest: str | Guest | None = None, **options: Any) -> Guest:
     """The Guest that ``launch(guest, **options)`` boots."""
     if guest is None:
-        if any(options.get(f) for f in _OWN_GUEST_FIELDS):
+        if any(options.get(f) for f in OWN_GUEST_FIELDS):
             return Guest(**options)
         guest = "tmk"
     if isinstance(guest, Guest):

@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 import petri_nb
 
 from ..debug import hexdump
+from ..guests import OWN_GUEST_FIELDS
 from ..halt import Halt
 from ..loop import show_progress
 from ..vm import Vm, live_vms
@@ -85,10 +86,14 @@ def waiting(what: str, timeout: float | None = None) -> Iterator[None]:
 
 # -- VMs: launch, pick, list, stop ------------------------------------------------
 
-def launch(session: Session, _: None, args: argparse.Namespace) -> Vm:
-    # Only the options typed are passed, so a preset keeps its own defaults for the rest.
+def launch(session: Session, _: None, args: argparse.Namespace, record: bool = False) -> Vm:
+    # Only the options typed are passed, so a preset keeps its own defaults for the rest. With no
+    # GUEST but the user's own files (--kernel, --disk, --cdrom), the guest is theirs, not tmk.
     options = {key: getattr(args, key) for key in LAUNCH_OPTIONS if hasattr(args, key)}
-    with waiting(f"launching {args.guest}", options.get("ready_timeout")):
+    if record:
+        options["record"] = True
+    guest = args.guest or ("your guest" if any(options.get(f) for f in OWN_GUEST_FIELDS) else "tmk")
+    with waiting(f"launching {guest}" + (" (recording)" if record else ""), options.get("ready_timeout")):
         vm = petri_nb.launch(args.guest, **options)
     return session.make_current(vm)
 
@@ -125,8 +130,8 @@ def teardown(session: Session, _: None, args: argparse.Namespace) -> None:
 # -- run control -------------------------------------------------------------------
 
 def reset(session: Session, vm: Vm, args: argparse.Namespace) -> None:
-    with waiting(f"resetting {vm.name}"):
-        vm.reset()
+    with waiting(f"resetting {vm.name}", None if args.no_wait else vm.guest.ready_timeout):
+        vm.reset(wait_ready=not args.no_wait)
 
 
 def pause(session: Session, vm: Vm, args: argparse.Namespace) -> None:
@@ -291,10 +296,7 @@ def describe(vm: Vm, addr: int) -> str:
 # -- time travel (a recorded run and its replay) ----------------------------------------------
 
 def record(session: Session, _: None, args: argparse.Namespace) -> Vm:
-    options = {key: getattr(args, key) for key in LAUNCH_OPTIONS if hasattr(args, key)}
-    with waiting(f"launching {args.guest} (recording)", options.get("ready_timeout")):
-        vm = petri_nb.launch(args.guest, record=True, **options)
-    return session.make_current(vm)
+    return launch(session, _, args, record=True)
 
 
 def replay(session: Session, vm: Vm | None, args: argparse.Namespace) -> Vm:

@@ -38,7 +38,8 @@ def icount_or_end(text: str) -> str:
 _SUPPRESS = argparse.SUPPRESS  # launch options: absent from args unless typed (see handlers.launch)
 
 LAUNCH_ARGS = (
-    arg("guest", nargs="?", default="tmk", metavar="GUEST", help="guest preset name (default tmk)"),
+    arg("guest", nargs="?", default=None, metavar="GUEST",
+        help="guest preset name (default: your own guest if --kernel, --disk or --cdrom is given, else tmk)"),
     arg("--kernel", type=path, default=_SUPPRESS, metavar="PATH", help="kernel to boot directly"),
     arg("--initrd", type=path, default=_SUPPRESS, metavar="PATH", help="initial ramdisk for --kernel"),
     arg("--append", default=_SUPPRESS, metavar="TEXT", help="kernel command line (quote it)"),
@@ -66,12 +67,13 @@ LAUNCH_SYNOPSIS = ("[GUEST] [--kernel PATH] [--initrd PATH] [--append TEXT] [--d
                    "[--ready REGEX|agent|boot|none] [--ready-timeout S] [--name N] [--accel tcg|kvm|auto]")
 
 SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
-    Subcommand("launch", "Boot GUEST (default tmk), make it the current VM and show it.", h.launch, LAUNCH_ARGS,
-               needs_vm=False, synopsis=LAUNCH_SYNOPSIS),
+    Subcommand("launch", "Boot GUEST (default tmk, or your own files), make it the current VM and show it.",
+               h.launch, LAUNCH_ARGS, needs_vm=False, synopsis=LAUNCH_SYNOPSIS),
     Subcommand("use", "Make the running VM called NAME the current one.", h.use,
                (arg("name", help="VM name, see %%petri ls"),), needs_vm=False),
     Subcommand("ls", "List the running VMs as a DataFrame.", h.ls, needs_vm=False),
-    Subcommand("reset", "Reset the VM (also restarts a halted one).", h.reset),
+    Subcommand("reset", "Reset the VM (also restarts a halted one); returns once the guest is ready again.",
+               h.reset, (arg("--no-wait", action="store_true", help="return at once, not when the guest is ready"),)),
     Subcommand("pause", "Pause the guest's CPUs.", h.pause),
     Subcommand("resume", "Resume the guest's CPUs.", h.resume),
     Subcommand("wait-halt", "Wait for the next halt and return it.", h.wait_halt, (

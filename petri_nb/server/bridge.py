@@ -17,6 +17,7 @@ from jupyter_server.utils import ensure_async
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..abandon import abandon
 from .rundirs import Refused, resolve
 
 #: Same permission as a kernel's websocket: whoever may run code may drive its VMs.
@@ -81,7 +82,7 @@ class RawBridge(SideChannelHandler):
             with contextlib.suppress(Exception):
                 self._writer.close()
         if hasattr(self, "_pump"):
-            self._pump.cancel()
+            abandon(self._pump)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return "binary" if "binary" in subprotocols else None

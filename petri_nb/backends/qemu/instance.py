@@ -14,6 +14,7 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient
 
+from ...abandon import abandon
 from ...errors import PetriError, PetriTimeout
 from .process import QemuProcess
 
@@ -95,7 +96,7 @@ class QemuInstance:
         done, _ = await asyncio.wait({task, self.exited}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
         if task in done and task.exception() is None:
             return task.result()
-        task.cancel()
+        abandon(task)
         if done:  # QEMU hung up or exited: let it say why
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), EXIT_GRACE)

@@ -25,6 +25,7 @@ from qemu.qmp import EventListener
 
 from ...errors import NotSupported, PetriError, PetriTimeout
 from ...guests.description import Guest
+from ...halt import Halt, HaltReason
 from .recording import LOG, Recording
 from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 
@@ -131,19 +132,50 @@ class ReplayRuntime(QemuRuntime):
         await self._attach(await self._start_replacement((), "replay restart"))  # reopens the CPU log
         self._pump.restarted()
 
+    async def continue_(self) -> None:
+        """Run on, to a breakpoint or to the end: a replay stops at the last instruction before the
+        recording's halt (a ``replay-break`` there), where it can still run backwards, and reports
+        the recorded halt as this replay's halt."""
+        end = self.end_icount
+        if end is None:
+            return await super().continue_()
+        if await self.status() in HALTED_STATES or await self.icount() >= end:
+            raise PetriError(f"the replay is at the end of the recording (instruction {end}): there is nothing "
+                             "more to run; reverse_step(), reverse_continue() or seek() back")
+        await self._execute("replay-break", {"icount": end})
+        stops = EventListener(("STOP",))
+        self.qmp.register_listener(stops)  # removed by the watcher below, whatever happens
+        self._tasks.append(asyncio.ensure_future(self._report_end(stops, end)))
+        await super().continue_()
+
+    async def _report_end(self, stops: EventListener, end: int) -> None:
+        """When the replay stops at ``end``, the recorded halt there becomes this replay's halt."""
+        try:
+            async for _ in stops:
+                if await self.icount() == end:
+                    break
+            recorded = next((h for h in self.recording.halts or [] if h.get("icount") == end + 1), None)
+            if recorded is not None and recorded.get("reason") in HaltReason.__members__:
+                self._sink.halted(Halt(HaltReason[recorded["reason"]],
+                                       f"{recorded.get('detail', '')} (replayed: stopped at instruction {end}, "
+                                       "the last before it)", data={"icount": end, "replayed": True}))
+        finally:
+            self.qmp.remove_listener(stops)
+
     async def reverse_step(self) -> int:
         """One instruction back; returns the program counter there.
 
         A seek to the previous instruction count, which is what gdb's ``reverse-stepi`` asks QEMU
-        for too (replay_seek to icount - 1); through QMP it needs no gdb round trips."""
-        status = await self.status()
-        if status in HALTED_STATES:
-            raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
-                             "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
-        here = await self.icount()
-        if here == 0:
-            raise PetriError("the replay is at instruction 0, the start of the recording: there is no step back")
-        await self.seek(here - 1)
+        for too (replay_seek to icount - 1); through QMP it needs no gdb round trips. From the
+        recorded halt itself (a replay that ran into it) one step back is the recording's end."""
+        end = self.end_icount
+        if await self.status() in HALTED_STATES and end is not None:
+            await self.seek(end)
+        else:
+            here = await self.icount()
+            if here == 0:
+                raise PetriError("the replay is at instruction 0, the start of the recording: there is no step back")
+            await self.seek(here - 1)
         regs = {r.name: r.value for r in await self.registers() if r.cpu == 0}
         ip = regs["RIP"] if "RIP" in regs else regs["EIP"]
         return (regs.get("CS.base", 0) + ip) & ((1 << 64) - 1)
@@ -153,10 +185,8 @@ class ReplayRuntime(QemuRuntime):
         return await self._reverse("-exec-continue --reverse")
 
     async def _reverse(self, cmd: str) -> dict[str, Any]:
-        status = await self.status()
-        if status in HALTED_STATES:
-            raise PetriError(f"cannot run the replay backwards from run state {status!r}: QEMU 7.2 aborts "
-                             "(\"invalid runstate transition: 'shutdown' -> 'running'\"); seek() back first")
+        if await self.status() in HALTED_STATES:  # QEMU 7.2 aborts leaving 'shutdown' for 'running':
+            await self.seek(self.end_icount or 0)  # go back to the recording's last reversible state
         gdb = await self.debugger.session()
         try:
             return await gdb.run_until_stop(cmd, REVERSE_CONTINUE_TIMEOUT)
@@ -165,9 +195,3 @@ class ReplayRuntime(QemuRuntime):
                                "continue: QEMU 7.2 sometimes deadlocks there on a loaded host (QMP stops answering "
                                "too); tear this replay down and open the recording again") from None
 
-
-def _pc(stop: dict[str, Any]) -> int:
-    try:
-        return int(stop.get("frame", {}).get("addr", "0"), 16)
-    except ValueError:
-        return 0
