@@ -216,7 +216,12 @@ class QgaClient:
             if left is not None and left <= 0:
                 await self._kill(pid)
                 raise PetriTimeout(f"guest command {command!r} did not finish within {timeout:g} s; it was killed")
-            status = await self.execute("guest-exec-status", {"pid": pid}, left)
+            try:
+                status = await self.execute("guest-exec-status", {"pid": pid}, left)
+            except PetriTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    continue  # the command's own time ran out during the poll: said (and killed) above
+                raise
             if status.get("exited"):
                 break
             await asyncio.sleep(min(interval, left) if left is not None else interval)

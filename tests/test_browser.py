@@ -55,6 +55,9 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
     screen = page.wait_for_selector(".petri-vmview-screen[data-seq]", timeout=60_000)
+    # The fallback says why, and how to get the view server (issue 22: it was silent).
+    hint = page.locator(".petri-vmview-hint").text_content()
+    assert "not enabled" in hint and "jupyter server extension enable petri_nb.server" in hint, hint
     page.wait_for_function("() => document.querySelector('.petri-vmview-console').textContent.includes('pwned=2')",
                            timeout=30_000)
     client = kernel_client(lab, tmp_path)
@@ -102,6 +105,8 @@ def test_the_live_view_in_jupyterlab_shows_the_screen_and_drives_the_vm(lab: Lab
         page.click(".petri-vmview-button[data-action=reset]")
         wait_until(lambda: "reset()" in run_in_kernel(client, "print(list(vm.timeline()['kind']))"), timeout=20,
                    what="reset() on the kernel's timeline")
+        wait_until(lambda: "after reset()" in run_in_kernel(client, "print(list(vm.timeline()['detail']))"),
+                   timeout=20, what="the guest's readiness after the view's reset, on the timeline")
         page.wait_for_function("() => document.querySelector('.petri-vmview-state').textContent === 'running'")
 
         # The view keeps updating while a cell blocks in a Vm call (acks wait, frames still flow).

@@ -6,25 +6,31 @@
 import { commScreen } from "./src/comm_screen.js";
 import { el, fmtUptime } from "./src/dom.js";
 import { serialPane } from "./src/serial_pane.js";
-import { pageConfig, vncScreen, viewServerAnswers, viewUrl } from "./src/vnc_screen.js";
+import { pageConfig, vncScreen, viewServerMissing, viewUrl } from "./src/vnc_screen.js";
 
 //: How long a guest may take to act on the ACPI power button before the view offers "force off".
 const IGNORED_POWER_BUTTON_MS = 5000;
 const OVERLAY = { paused: "paused", halted: "halted", "torn down": "torn down", gone: "VM gone" };
 
+// The VNC path where the view server answers; else the kernel's comm, with ``fallback`` saying why.
 async function pickScreen(model, holder, serialHolder, onDisconnect) {
   const cfg = pageConfig();
   const viewId = model.get("view_id");
-  if (cfg && viewId && (await viewServerAnswers(cfg))) {
+  let why = !cfg ? "this page is not served by a Jupyter server, so petri_nb's view server cannot be reached"
+    : !viewId ? "this VM's backend has no view sockets"
+    : await viewServerMissing(cfg);
+  if (!why) {
     try {
       const screen = await vncScreen(cfg, viewId, holder, { onDisconnect });
       screen.serial = serialPane(viewUrl(cfg, viewId, "serial"), serialHolder);
       return screen;
     } catch (err) {
-      console.warn("petri_nb live view: no VNC path, using the kernel's", err);
+      why = "the view server could not reach the VM's display (" + String(err.message || err) + ")";
     }
   }
-  return commScreen(model, holder, { onDisconnect });
+  const screen = await commScreen(model, holder, { onDisconnect });
+  screen.fallback = why;
+  return screen;
 }
 
 function render({ model, el: root }) {
@@ -163,6 +169,8 @@ function render({ model, el: root }) {
     forceBtn.hidden = s.path !== "vnc";
     pasteBtn.hidden = zoomBtn.hidden = fullBtn.hidden = s.path !== "vnc";
     if (s.path === "vnc") hint.textContent = "Click the screen to type into the VM; Ctrl+] or a click outside releases the keyboard.";
+    else hint.textContent = "Live view via the kernel (slower; keys wait while a cell runs): " + s.fallback;
+    hint.dataset.fallback = s.path === "vnc" ? "" : s.fallback;
     try {
       model.send({ type: "path", path: s.path });
     } catch (err) { /* the kernel is gone already: nothing to tell it */ }

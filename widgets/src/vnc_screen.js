@@ -29,14 +29,23 @@ export function viewUrl(cfg, viewId, kind) {
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
 }
 
-// Resolves true only if a petri_nb view server answers this user on this page's server.
-export async function viewServerAnswers(cfg) {
+//: What enables the view server where it is missing (an editable install skips the data file).
+export const ENABLE_HINT = "jupyter server extension enable petri_nb.server, then restart Jupyter";
+
+// Resolves "" if a petri_nb view server answers this user on this page's server, else why not.
+export async function viewServerMissing(cfg) {
+  let r;
   try {
-    const r = await fetch(viewPath(cfg, "ping"), { credentials: "same-origin" });
-    return r.ok && (await r.json()).petri_nb_view >= 1;
+    r = await fetch(viewPath(cfg, "ping"), { credentials: "same-origin" });
   } catch (err) {
-    return false;
+    return "the Jupyter server did not answer (" + String(err.message || err) + ")";
   }
+  if (r.status === 404) return "petri_nb's view server is not enabled in this Jupyter server; run: " + ENABLE_HINT;
+  if (!r.ok) return "petri_nb's view server answered HTTP " + r.status;
+  try {
+    if ((await r.json()).petri_nb_view >= 1) return "";
+  } catch (err) { /* not ours: below */ }
+  return "something else answers petri_nb's view path on this server";
 }
 
 // Count frames the way a person sees them: each flip of noVNC's visible canvas.
