@@ -27,6 +27,7 @@ from ...errors import NotSupported, PetriError
 from ...guests.description import Guest
 from ...halt import Halt
 from ..base import EventSink
+from .command import qemu_path
 
 META = "recording.json"
 LOG = "replay.bin"
@@ -69,8 +70,9 @@ def with_blkreplay(argv: list[str]) -> list[str]:
 
 
 def icount_args(mode: str, recdir: str, snapshots: str) -> list[str]:
-    return ["-icount", f"shift=auto,rr={mode},rrfile={recdir}/{LOG},rrsnapshot=init",
-            "-drive", f"file={snapshots},if=none,id=rrsnap"]
+    log = qemu_path("recording", Path(recdir) / LOG, option=True)
+    return ["-icount", f"shift=auto,rr={mode},rrfile={log},rrsnapshot=init",
+            "-drive", f"file={qemu_path('recording snapshot', snapshots, option=True)},if=none,id=rrsnap"]
 
 
 @dataclass
