@@ -21,8 +21,8 @@ import websocket
 from petri_nb.server.rundirs import Refused, resolve
 from tests.test_view_server import Server, server  # noqa: F401  (the real Jupyter server fixture)
 
-SWAPS = 20_000
-SECONDS = 8.0
+SWAPS = 1_000_000
+SECONDS = 4.0
 
 
 class Listener:
@@ -115,7 +115,7 @@ def test_resolve_and_connect_under_a_rename_race_never_reach_the_open_dir(swappe
 
 
 def test_the_view_server_under_a_rename_race_answers_403_or_the_private_socket(
-        swapped, server: Server) -> None:  # noqa: F811  (the imported fixture)
+        server: Server, swapped) -> None:  # noqa: F811  (the imported fixture; up before the swapping starts)
     name, ours, theirs, done = swapped
     codes: dict[int, int] = {}
     while not done.is_set():
@@ -132,6 +132,6 @@ def test_the_view_server_under_a_rename_race_answers_403_or_the_private_socket(
         finally:
             ws.close()
         codes[101] = codes.get(101, 0) + 1
-    assert set(codes) <= {101, 403}, codes
+    assert set(codes) <= {101, 403} and sum(codes.values()) > 20, codes
     assert theirs.accepted == 0
     assert "Traceback" not in server.log.read_text()
