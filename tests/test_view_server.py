@@ -151,7 +151,8 @@ def test_sockets_outside_this_users_run_dirs_are_refused(vm: petri_nb.Vm, server
         for probe in (evil_link.name, open_dir.name, "petri_nb-nosuchvm", ".."):
             with pytest.raises(Refused):
                 resolve(probe, "vnc")
-        assert resolve(rundir.name, "vnc") == rundir / "vnc.sock"
+        with resolve(rundir.name, "vnc") as sock:
+            assert sock.rundir == rundir and os.path.samefile(sock.path, rundir / "vnc.sock")
         assert server.status(rundir.name, "vnc") == 101
     finally:
         planted.close()
@@ -253,7 +254,8 @@ def test_a_vm_with_dots_in_its_name_gets_its_view_and_the_name_cannot_escape(ser
     vm = petri_nb.launch("tmk", name="my.vm..")  # names are path-safe (live.claim_name); dots are allowed
     try:
         rundir = vm.aio.view_sockets["vnc"].parent
-        assert resolve(rundir.name, "vnc") == rundir / "vnc.sock"
+        with resolve(rundir.name, "vnc") as sock:
+            assert sock.rundir == rundir and os.path.samefile(sock.path, rundir / "vnc.sock")
         ws = server.ws(rundir.name, "vnc")  # percent-encoded in the URL, as the browser does
         assert ws.recv() == b"RFB 003.008\n"
         ws.close()

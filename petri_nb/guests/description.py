@@ -29,6 +29,14 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AGENTS = ("qga", "petri")
 #: ``ready`` values that are not console regexes.
 READY_MODES = ("agent", "boot")
+#: extra_args options that take QEMU out of our supervision (it forks away, changes user or root,
+#: or reads options we never see): a torn-down VM would leave its QEMU running.
+UNSUPERVISED_OPTIONS = ("-daemonize", "-runas", "-chroot", "-readconfig")
+#: extra_args options whose value may open a listener or connection; nothing of petri_nb's is on TCP.
+ENDPOINT_OPTIONS = ("-qmp", "-qmp-pretty", "-monitor", "-mon", "-chardev", "-serial", "-parallel", "-gdb",
+                    "-incoming", "-debugcon", "-vnc", "-spice", "-netdev", "-nic", "-net", "-set")
+_NETWORK = re.compile(r"(^|[,:=])(tcp|telnet|tn3270|websocket|udp|vsock|inet)\b|\b(host|port|tls-port|listen|"
+                      r"connect|hostfwd|guestfwd|mcast|to|ipv4|ipv6)=|^[^:/,=]*:\d", re.IGNORECASE)
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: Reads a number from the guest that must grow by one each call (``verify_save_restore``);
@@ -170,6 +178,7 @@ class Guest:
                             *(("append", a) for a in [self.append] if a is not None)]:
             if not isinstance(value, str) or "\0" in value:
                 raise LaunchError(f"{name} must be text without NUL characters, not {value!r}")
+        _check_supervised(self.extra_args)
         for reason, command in self.halt_commands.items():
             if not isinstance(reason, str) or not isinstance(command, str):
                 raise LaunchError(f"halt_commands maps reason names to console commands, not {reason!r}: {command!r}")
@@ -186,6 +195,19 @@ class Guest:
     def symbol_file(self) -> Path | None:
         """Where the guest kernel's symbols are, if anywhere."""
         return self.symbols or self.kernel
+
+
+def _check_supervised(args: tuple[str, ...]) -> None:
+    """Refuse extra_args that would let QEMU outlive teardown or listen on the network."""
+    for i, arg in enumerate(args):
+        option = arg[1:] if arg.startswith("--") else arg  # QEMU takes --opt as -opt
+        if option in UNSUPERVISED_OPTIONS:
+            raise LaunchError(f"extra_args option {arg} is refused: it takes QEMU out of petri_nb's supervision "
+                              "(the VM's QEMU would outlive teardown)")
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if option in ENDPOINT_OPTIONS and _NETWORK.search(value):
+            raise LaunchError(f"extra_args option {arg} {value!r} is refused: it would open a network endpoint "
+                              "(petri_nb keeps every QEMU socket in the VM's private run directory)")
 
 
 def _path(what: str, value: object) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
@@ -18,7 +17,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..abandon import abandon
-from .rundirs import Refused, resolve
+from .rundirs import Refused, ViewSocket, resolve
 
 #: Same permission as a kernel's websocket: whoever may run code may drive its VMs.
 AUTH_RESOURCE = "kernels"
@@ -30,7 +29,7 @@ class SideChannelHandler(WebSocketMixin, JupyterHandler, WebSocketHandler):  # t
 
     auth_resource = AUTH_RESOURCE
     socket_kind = ""
-    sock_path: Path
+    view: ViewSocket
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         user = self.current_user
@@ -42,13 +41,16 @@ class SideChannelHandler(WebSocketMixin, JupyterHandler, WebSocketHandler):  # t
         ):
             raise web.HTTPError(403)
         try:
-            self.sock_path = resolve(args[0], self.socket_kind)
+            self.view = resolve(args[0], self.socket_kind)
         except Refused as e:
             self.log.warning("petri_nb view: refused %s socket %r: %s", self.socket_kind, args[0], e)
             raise web.HTTPError(403, str(e)) from None
-        resp = super().get(*args, **kwargs)
-        if resp is not None:
-            await ensure_async(resp)  # type: ignore[arg-type]
+        try:  # the upgrade, then the whole websocket session: the checked directory stays open till its end
+            resp = super().get(*args, **kwargs)
+            if resp is not None:
+                await ensure_async(resp)  # type: ignore[arg-type]
+        finally:
+            self.view.close()
 
 
 class RawBridge(SideChannelHandler):
@@ -57,9 +59,9 @@ class RawBridge(SideChannelHandler):
     async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         self.set_nodelay(True)  # small key events must not wait for Nagle
         try:
-            self._reader, self._writer = await asyncio.open_unix_connection(str(self.sock_path))
+            self._reader, self._writer = await asyncio.open_unix_connection(self.view.path)
         except OSError as e:
-            self.log.warning("petri_nb view: cannot reach %s: %s", self.sock_path, e)
+            self.log.warning("petri_nb view: cannot reach %s in %s: %s", self.view.name, self.view.rundir, e)
             self.close(1011, f"the VM's {self.socket_kind} socket is not reachable")
             return
         self._pump = asyncio.ensure_future(self._to_browser())

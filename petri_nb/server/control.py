@@ -21,6 +21,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from ..backends.qemu.display import note_view_action, read_facts
 from .bridge import SideChannelHandler
+from .rundirs import ViewSocket
 
 #: How long a reset waits for the firmware's own reboot (SeaBIOS reboots once more after any reset).
 FIRMWARE_REBOOT = 3.0
@@ -71,9 +72,9 @@ async def _reset(qmp: QMPClient, firmware_reboots: bool) -> None:
             await qmp.execute("set-action", {"reboot": "shutdown"})
 
 
-async def _act(qmp: QMPClient, action: str, sock: Path) -> None:
+async def _act(qmp: QMPClient, action: str, view: ViewSocket) -> None:
     if action == "reset":  # qboot and OVMF do not reboot themselves after a reset: no wait for it
-        await _reset(qmp, read_facts(sock.parent).get("firmware_reboots_after_reset", True))
+        await _reset(qmp, read_facts(view.dir).get("firmware_reboots_after_reset", True))
     elif action == "poweroff":  # forced: QEMU quits, the kernel sees the VM gone
         with contextlib.suppress(QMPError, EOFError, OSError):
             await qmp.execute("quit")
@@ -81,19 +82,19 @@ async def _act(qmp: QMPClient, action: str, sock: Path) -> None:
         await qmp.execute(ACTIONS[action])
 
 
-async def run_action(sock: Path, action: str) -> None:
+async def run_action(view: ViewSocket, action: str) -> None:
     """Connect to the VM's control monitor, do ``action``, disconnect (one client at a time per VM)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    lock = _locks.get(sock)
+    lock = _locks.get(view.rundir)
     if lock is None:
-        lock = _locks[sock] = asyncio.Lock()
+        lock = _locks[view.rundir] = asyncio.Lock()
     async with lock:
-        note_view_action(sock.parent, action)  # before acting: the kernel's timeline names the button
+        note_view_action(view.dir, action)  # before acting: the kernel's timeline names the button
         qmp = QMPClient("petri_nb-view")
-        await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
+        await asyncio.wait_for(qmp.connect(view.path), QMP_TIMEOUT)
         try:
-            await asyncio.wait_for(_act(qmp, action, sock), QMP_TIMEOUT + FIRMWARE_REBOOT)
+            await asyncio.wait_for(_act(qmp, action, view), QMP_TIMEOUT + FIRMWARE_REBOOT)
         finally:
             with contextlib.suppress(Exception):
                 await qmp.disconnect()
@@ -114,9 +115,9 @@ class ControlHandler(SideChannelHandler):
             await self._reply(req_id, "unknown action")
             return
         try:
-            await run_action(self.sock_path, action)
+            await run_action(self.view, action)
         except Exception as e:  # one reply per request, whatever broke (the VM may be gone)
-            why = "the VM is gone" if not self.sock_path.exists() else f"failed: {type(e).__name__}: {e}"
+            why = "the VM is gone" if not self.view.exists() else f"failed: {type(e).__name__}: {e}"
             await self._reply(req_id, f"{action}: {why}")
             return
         await self._reply(req_id, "")

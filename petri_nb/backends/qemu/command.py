@@ -88,9 +88,12 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
         *device_args,
     ]
     if guest.kernel is not None:
-        argv += ["-kernel", str(guest.kernel)]
+        argv += ["-kernel", qemu_path("kernel", guest.kernel)]
         if guest.initrd is not None:
-            argv += ["-initrd", str(guest.initrd)]
+            # A multiboot kernel's -initrd is a module list: QEMU splits it at commas and each
+            # entry at its first space (a Linux kernel's is taken whole, so ",," is no escape).
+            argv += ["-initrd", qemu_path("initrd", guest.initrd, separators=", " if
+                                          not _is_linux_kernel(guest.kernel) else ",")]
         if guest.append:
             argv += ["-append", guest.append]
     for i, disk in enumerate(disks):
@@ -117,10 +120,34 @@ def build_command(guest: Guest, rundir: Path, accel: str, disks: Sequence[Prepar
     return argv
 
 
+def qemu_path(what: str, path: Path | str, *, option: bool = False, separators: str = "") -> str:
+    """The one way a file's path goes into QEMU's command line, absolute (QEMU runs in the run dir).
+
+    ``option``: the value sits in a comma-separated option list (``file=...``), where QEMU reads
+    ``,,`` as a comma. ``separators``: characters QEMU splits this value at with no escape, so
+    a path holding one would make QEMU open another file: refused, naming the field."""
+    text = os.path.abspath(path)
+    for sep in separators:
+        if sep in text:
+            raise LaunchError(f"{what} path {text!r} contains {sep!r}, which QEMU reads as a separator there "
+                              "(it would open another file); rename the file or link it from a plain path")
+    return text.replace(",", ",,") if option else text
+
+
+def _is_linux_kernel(kernel: Path) -> bool:
+    """Whether QEMU boots ``kernel`` as Linux (the "HdrS" boot-protocol magic) rather than multiboot."""
+    try:
+        with open(kernel, "rb") as f:
+            f.seek(0x202)
+            return f.read(4) == b"HdrS"
+    except OSError:
+        return False
+
+
 def _blockdev(node: str, path: Path, fmt: str, read_only: bool = False) -> str:
-    """A -blockdev for ``path``; commas in a user's path are doubled, as QEMU's option syntax wants."""
+    """A -blockdev for ``path``."""
     ro = ",read-only=on" if read_only else ""
-    return f"driver={fmt},node-name={node}{ro},file.driver=file,file.filename={str(path).replace(',', ',,')}"
+    return f"driver={fmt},node-name={node}{ro},file.driver=file,file.filename={qemu_path(node, path, option=True)}"
 
 
 def with_command_line(argv: list[str], command_line: str) -> list[str]:

@@ -23,16 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import NotSupported, PetriError
-from ...guests.description import Guest
+from ...errors import LaunchError, NotSupported, PetriError
+from ...guests.description import Guest, Nic
 from ...halt import Halt
 from ..base import EventSink
+from .command import build_command, qemu_path
+from .firmware import firmware_args
 
 META = "recording.json"
 LOG = "replay.bin"
 SNAPSHOT = "snap.qcow2"
-#: Placeholders in the saved argv: the run dir differs between record and replay.
-RUNDIR, RECDIR = "{rundir}", "{recording}"
+#: recording.json's format: 2 keeps the guest's description (1 kept a QEMU argv, never run again).
+FORMAT = 2
+#: Guest fields a recording keeps besides kernel, initrd and nics: the replay rebuilds the machine from them.
+DESCRIBED = ("name", "append", "firmware", "memory_mib", "cpus", "sockets", "cores", "threads", "agent",
+             "pcie_root_ports")
 Execute = Callable[..., Awaitable[Any]]
 
 
@@ -46,6 +51,47 @@ def check_supported(guest: Guest, accel: str) -> None:
         raise NotSupported(f"record/replay in QEMU 7.2 supports one vCPU; this guest has cpus={guest.cpus}")
     if guest.tpm:
         raise NotSupported("record/replay cannot replay the TPM emulator (swtpm runs outside QEMU's log)")
+    if guest.kernel is None or guest.disks or guest.cdrom is not None or guest.firmware_vars is not None:
+        raise NotSupported("record=True needs a direct-boot guest (kernel=...) without disks, CD-ROM or saved "
+                           "firmware variables: a recording carries copies of the kernel and initrd only")
+    if guest.extra_args:
+        raise NotSupported("record=True with extra_args: a recording is replayed from its description, and "
+                           "extra QEMU arguments from a shared file could open or write any file")
+
+
+def describe(guest: Guest) -> dict[str, Any]:
+    """The plain Guest fields that make the recorded machine; kernel and initrd name their copies."""
+    return {**{f: getattr(guest, f) for f in DESCRIBED}, "nics": [dict(n.forward) for n in guest.nics],
+            "kernel": "kernel", "initrd": None if guest.initrd is None else "initrd"}
+
+
+def _inside(recording: Path, name: object, what: str) -> Path:
+    """A file of the recording, named relative to it; nothing outside it (no absolute path, no '..')."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise PetriError(f"recording {recording}: its {what} must name a file inside the recording, not {name!r}")
+    target = (recording / name).resolve()
+    if not target.is_relative_to(recording.resolve()) or not target.is_file():
+        raise PetriError(f"recording {recording}: its {what} {name!r} is not a file inside the recording")
+    return target
+
+
+def replay_guest(recording: Path, desc: object) -> Guest:
+    """The recorded machine as a Guest, validated as launch validates one (the binary is petri_nb's own)."""
+    if not isinstance(desc, dict):
+        raise PetriError(f"recording {recording}: its description must be a mapping, not {desc!r:.40}")
+    if unknown := sorted(map(str, set(desc) - {*DESCRIBED, "nics", "kernel", "initrd"})):
+        raise PetriError(f"recording {recording}: its description has fields petri_nb does not replay: "
+                         f"{', '.join(unknown)}"[:300])
+    try:
+        nics = tuple(Nic({int(h): int(g) for h, g in n.items()}) for n in desc.get("nics", []))
+        initrd = desc.get("initrd")
+        guest = Guest(**{f: desc[f] for f in DESCRIBED if f in desc}, nics=nics, gdb=True,
+                      kernel=_inside(recording, desc.get("kernel"), "kernel"),
+                      initrd=None if initrd is None else _inside(recording, initrd, "initrd"))
+    except (LaunchError, TypeError, ValueError, AttributeError) as e:
+        raise PetriError(f"recording {recording} describes no guest petri_nb can launch: {e}") from None
+    check_supported(guest, "tcg")
+    return guest
 
 
 def with_blkreplay(argv: list[str]) -> list[str]:
@@ -69,8 +115,9 @@ def with_blkreplay(argv: list[str]) -> list[str]:
 
 
 def icount_args(mode: str, recdir: str, snapshots: str) -> list[str]:
-    return ["-icount", f"shift=auto,rr={mode},rrfile={recdir}/{LOG},rrsnapshot=init",
-            "-drive", f"file={snapshots},if=none,id=rrsnap"]
+    log = qemu_path("recording", Path(recdir) / LOG, option=True)
+    return ["-icount", f"shift=auto,rr={mode},rrfile={log},rrsnapshot=init",
+            "-drive", f"file={qemu_path('recording snapshot', snapshots, option=True)},if=none,id=rrsnap"]
 
 
 @dataclass
@@ -79,37 +126,52 @@ class Recording:
 
     path: Path
     guest: str
-    argv: list[str]
-    kernel: str | None = None
+    description: dict[str, Any]
     #: The instruction count where the recording ends (at its halt, or when its QEMU quit).
     end_icount: int | None = None
     halts: list[dict[str, Any]] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
+        """Read a recording as data: its machine is rebuilt from the description, never run from the file."""
         try:
             path = Path(path).expanduser().absolute()  # QEMU runs in another directory
             meta = json.loads((path / META).read_text())
             if not (path / LOG).is_file():
                 raise PetriError(f"recording {path} has no {LOG}")
-            return cls(path, str(meta["guest"]), [str(a) for a in meta["argv"]], meta.get("kernel"),
-                       meta.get("end_icount"), meta.get("halts") or [])
-        except (OSError, ValueError, TypeError, KeyError) as e:  # ValueError: bad JSON or a NUL in the path
+        except (OSError, ValueError) as e:  # ValueError: bad JSON or a NUL in the path
             raise PetriError(f"{str(path)!r} is no readable recording (a directory with {META}): "
                              f"{type(e).__name__}: {e}") from None
+        if not isinstance(meta, dict):
+            raise PetriError(f"recording {path}: {META} holds no recording")
+        if "description" not in meta:
+            raise PetriError(f"recording {path} is from an older petri_nb (it keeps a QEMU command line, which "
+                             "petri_nb no longer runs from a file); record it again")
+        end, halts = meta.get("end_icount"), meta.get("halts") or []
+        if end is not None and (isinstance(end, bool) or not isinstance(end, int) or end < 0):
+            raise PetriError(f"recording {path}: end_icount must be an instruction count, not {end!r:.40}")
+        if meta.get("accel") != "tcg":
+            raise PetriError(f"recording {path}: accel must be 'tcg', not {meta.get('accel')!r:.40}")
+        if not isinstance(halts, list) or not all(isinstance(h, dict) for h in halts):
+            raise PetriError(f"recording {path}: halts must be a list of halt records")
+        guest = replay_guest(path, meta["description"])
+        return cls(path, guest.name, meta["description"], end, halts)
 
     def save(self) -> None:
-        meta = {"guest": self.guest, "argv": self.argv, "kernel": self.kernel, "end_icount": self.end_icount,
-                "halts": self.halts or []}
+        meta = {"format": FORMAT, "guest": self.guest, "description": self.description, "accel": "tcg",
+                "end_icount": self.end_icount, "halts": self.halts or []}
         tmp = self.path / f".{META}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(self.path / META)
 
-    def replay_argv(self, rundir: Path) -> list[str]:
-        """The recorded machine's argv for a replay whose sockets live in ``rundir``. The snapshot
-        drive is copied there: a replay saves snapshots as it seeks, and must not grow (or need
-        write access to) a recording someone shared."""
-        argv = [a.replace(RECDIR, str(self.path)).replace(RUNDIR, str(rundir)) for a in self.argv]
+    def replay_guest(self) -> Guest:
+        return replay_guest(self.path, self.description)
+
+    def replay_argv(self, guest: Guest, rundir: Path) -> list[str]:
+        """The recorded machine's argv, built from ``guest`` as a launch builds it, for a replay whose
+        sockets live in ``rundir``. The snapshot drive is copied there: a replay saves snapshots as
+        it seeks, and must not grow (or need write access to) a recording someone shared."""
+        argv = with_blkreplay(build_command(guest, rundir, "tcg", (), firmware_args(guest.firmware, rundir)))
         shutil.copyfile(self.path / SNAPSHOT, rundir / SNAPSHOT)
         return argv + icount_args("replay", str(self.path), str(rundir / SNAPSHOT))
 
@@ -119,8 +181,8 @@ class Recorder:
 
     def __init__(self, guest: Guest, name: str, accel: str) -> None:
         check_supported(guest, accel)
-        self.recording = Recording(Path(tempfile.mkdtemp(prefix=f"petri_nb-rec-{name}-")), guest.name, [],
-                                   halts=[])
+        self.recording = Recording(Path(tempfile.mkdtemp(prefix=f"petri_nb-rec-{name}-")), guest.name,
+                                   describe(guest), halts=[])
         self.finished = False
 
     @property
@@ -128,18 +190,16 @@ class Recorder:
         return self.recording.path
 
     def command(self, argv: list[str], rundir: Path) -> list[str]:
-        """The recording QEMU's argv; saves the machine's argv (without the record options) to replay."""
+        """The recording QEMU's argv, reading copies of the kernel and initrd that the recording keeps
+        (so it replays where the guest's files are not); saves the description to replay."""
         rec = self.recording
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(rec.path / SNAPSHOT), "64M"], check=True)
         argv = with_blkreplay(argv)
         for flag, name in (("-kernel", "kernel"), ("-initrd", "initrd")):
-            if flag in argv:  # copied, so the recording replays where the guest's files are not
+            if flag in argv:
                 i = argv.index(flag) + 1
                 shutil.copyfile(argv[i], rec.path / name)
-                argv[i] = str(rec.path / name)
-                if name == "kernel":
-                    rec.kernel = name
-        rec.argv = [a.replace(str(rec.path), RECDIR).replace(str(rundir), RUNDIR) for a in argv]
+                argv[i] = qemu_path(name, rec.path / name)
         rec.save()
         return argv + icount_args("record", str(rec.path), str(rec.path / SNAPSHOT))
 

@@ -24,9 +24,8 @@ from typing import Any
 from qemu.qmp import EventListener
 
 from ...errors import NotSupported, PetriError, PetriTimeout
-from ...guests.description import Guest
 from ...halt import Halt, HaltReason
-from .recording import LOG, Recording
+from .recording import Recording
 from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 
 #: Bound on one seek or reverse step: QEMU re-executes from the snapshot before the target.
@@ -43,8 +42,7 @@ class ReplayRuntime(QemuRuntime):
     backend_name = "QEMU replay"
 
     def __init__(self, recording: Recording, name: str) -> None:
-        kernel = recording.path / (recording.kernel or LOG)  # the kernel copy gives symbols
-        super().__init__(Guest(name=recording.guest, kernel=kernel, gdb=True), name, "tcg")
+        super().__init__(recording.replay_guest(), name, "tcg")  # its kernel copy gives the symbols
         self.recording = recording
         #: Instruction counts with a snapshot: the recording's initial one, and those seeks left.
         self._snapshots = {0}
@@ -57,7 +55,7 @@ class ReplayRuntime(QemuRuntime):
         return None if end is None else max(0, end - 1)
 
     def _prepare(self, rundir: Path) -> list[str]:
-        return self.recording.replay_argv(rundir)
+        return self.recording.replay_argv(self.guest, rundir)
 
     async def _begin(self) -> None:
         await self.debugger.session()  # paused at instruction 0 with the gdbstub attached

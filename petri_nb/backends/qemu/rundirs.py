@@ -14,6 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ...errors import LaunchError
+
 PREFIX = "petri_nb-"
 OWNER = "owner"
 #: How much of the VM name goes into the directory name (sockets stay far below AF_UNIX's 108 bytes).
@@ -36,7 +38,11 @@ def make(name: str) -> Path:
     if not _reaped.is_set():
         _reaped.set()
         reap_orphans()
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:NAME_CHARS]}-"))  # mode 0700
+    base = tempfile.gettempdir()
+    if "," in base:  # QEMU's socket, chardev and log options would split the run dir's paths there
+        raise LaunchError(f"the temp directory {base!r} (TMPDIR) contains a comma, which QEMU's options cannot "
+                          "carry in the run directory's socket paths; set TMPDIR to a directory without one")
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:NAME_CHARS]}-", dir=base))  # mode 0700
     (path / OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
     return path
 
