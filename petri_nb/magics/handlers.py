@@ -31,8 +31,8 @@ from .output import PlainText, RunOutput, checkpoints_frame
 SAVED = "saved"
 
 #: ``%petri launch`` options (argparse dests) passed to ``petri_nb.launch`` as keywords when given.
-LAUNCH_OPTIONS = ("name", "accel", "kernel", "initrd", "append", "disks", "cdrom", "firmware", "memory_mib",
-                  "cpus", "tpm", "agent", "ready", "ready_timeout")
+LAUNCH_OPTIONS = ("name", "accel", "kernel", "initrd", "append", "disks", "cdrom", "firmware", "firmware_vars",
+                  "memory_mib", "cpus", "tpm", "agent", "ready", "ready_timeout")
 
 
 class Session:

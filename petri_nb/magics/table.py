@@ -48,6 +48,8 @@ LAUNCH_ARGS = (
     arg("--cdrom", type=path, default=_SUPPRESS, metavar="PATH", help="ISO image"),
     arg("--firmware", type=one_of("firmware", "bios", "qboot", "uefi", "uefi-secure"), default=_SUPPRESS,
         metavar="bios|qboot|uefi|uefi-secure", help="firmware"),
+    arg("--firmware-vars", dest="firmware_vars", type=path, default=_SUPPRESS, metavar="PATH",
+        help="UEFI variable store to start from (saved with vm.firmware_vars(); copied, never written)"),
     arg("--memory", dest="memory_mib", type=mebibytes, default=_SUPPRESS, metavar="MIB", help="guest memory in MiB"),
     arg("--cpus", type=count, default=_SUPPRESS, metavar="N", help="number of vCPUs"),
     arg("--tpm", action="store_true", default=_SUPPRESS, help="add a TPM 2.0"),
@@ -63,7 +65,8 @@ LAUNCH_ARGS = (
 
 #: The launch options notebooks rely on (issue 13), in the order people read them.
 LAUNCH_SYNOPSIS = ("[GUEST] [--kernel PATH] [--initrd PATH] [--append TEXT] [--disk PATH]... [--cdrom PATH] "
-                   "[--firmware bios|qboot|uefi|uefi-secure] [--memory MIB] [--cpus N] [--tpm] [--agent qga] "
+                   "[--firmware bios|qboot|uefi|uefi-secure] [--firmware-vars PATH] [--memory MIB] [--cpus N] [--tpm] "
+                   "[--agent qga] "
                    "[--ready REGEX|agent|boot|none] [--ready-timeout S] [--name N] [--accel tcg|kvm|auto]")
 
 SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
