@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 import petri_nb
-from petri_nb.loop import run_blocking
-from petri_nb.persist import read_timelines, write_parquet
-from petri_nb.timeline import DTYPES, SOURCES, Timeline, _to_json
+from petri_nb.records.persist import read_timelines, write_parquet
+from petri_nb.records.timeline import DTYPES, SOURCES, Timeline, _to_json
+from petri_nb.runtime.loop import run_blocking
 
 N_EVENTS = 1_000_000
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 import petri_nb
-from petri_nb.loop import run_blocking
+from petri_nb.runtime.loop import run_blocking
 
 from .raw import RawQemu
 

@@ -17,7 +17,7 @@ import time
 from PIL import Image
 
 import petri_nb
-from petri_nb.widget import VmView
+from petri_nb.notebook.widget import VmView
 
 TEXT_COLOURS = {1: (0, 0, 168), 2: (0, 168, 0)}  # VGA text colours 1 and 2 as QEMU renders them
 

@@ -54,7 +54,7 @@ def demo(out: Path, accel: str) -> int:
 
 
 def runs_report_main(runs: list[str], out: Path, title: str | None, max_console_lines: int | None) -> int:
-    from .runs_report import MAX_CONSOLE_LINES, runs_report
+    from .analysis.runs_report import MAX_CONSOLE_LINES, runs_report
 
     if not runs:
         raise PetriError("runs-report: no RUNS given (run directories, folders of them, .parquet files or globs)")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return demo(args.out, args.accel)
         if args.command == "report":
-            from .report import main as report_main
+            from .headless import main as report_main
 
             return report_main(args.notebook, args.out, args.parameter, args.timeout)
         if args.command == "runs-report":

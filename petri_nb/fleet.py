@@ -44,11 +44,11 @@ from distributed.scheduler import KilledWorker
 
 from .errors import PetriError, VmHalted
 from .guests import describe
-from .persist import read_timelines, write_parquet
-from .run_meta import with_meta_columns
-from .timeline import empty_frame
-from .validation import checked
-from .vm import Vm, launch
+from .records.persist import read_timelines, write_parquet
+from .records.run_meta import with_meta_columns
+from .records.timeline import empty_frame
+from .runtime.validation import checked
+from .vm.facade import Vm, launch
 
 Experiment = Callable[[Vm], Any]
 

@@ -11,8 +11,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import petri_nb
-from petri_nb.magics import PetriMagics
-from petri_nb.vm import live_vms
+from petri_nb.notebook.magics import PetriMagics
+from petri_nb.vm.facade import live_vms
 
 
 def our_qemus() -> list[psutil.Process]:

@@ -12,7 +12,7 @@ import petri_nb
 
 
 @contextmanager
-def booted_linux(**options: object) -> Iterator[tuple[petri_nb.Vm, petri_nb.agent.Agent, float]]:
+def booted_linux(**options: object) -> Iterator[tuple[petri_nb.Vm, petri_nb.vm.agent.Agent, float]]:
     """(vm, agent, boot-to-agent seconds); QEMU is gone afterwards."""
     start = time.monotonic()
     vm = petri_nb.launch("linux", **options)

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from petri_nb.diagnosis import CONSOLE_LINES, Diagnosis, png_bytes
-from petri_nb.oops import parse_oops
-from petri_nb.timeline import Timeline
-from petri_nb.watchdogs import screen_row
+from petri_nb.model.diagnosis import CONSOLE_LINES, Diagnosis, png_bytes
+from petri_nb.model.oops import parse_oops
+from petri_nb.model.screen import screen_row
+from petri_nb.records.timeline import Timeline
 
 RESET_S = 0.010
 READY_AFTER_RESET_S = 0.004

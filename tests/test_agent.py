@@ -9,7 +9,7 @@ import pytest
 from linux_vm import booted_linux
 
 import petri_nb
-from petri_nb.agent import Agent
+from petri_nb.vm.agent import Agent
 
 #: This module's Linux VM lives across tests; linux_vm.booted_linux checks for leftovers at the end.
 VM_SHARED_ACROSS_TESTS = True

@@ -1,4 +1,4 @@
-"""petri_nb.compare: known differences are found, identical sets are not told apart, bad input is named."""
+"""petri_nb.analysis.compare: known differences are found, identical sets are not told apart, bad input is named."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import pytest  # noqa: E402
 from synthetic_runs import soak_set  # noqa: E402
 
 import petri_nb  # noqa: E402
-from petri_nb.compare import COLUMNS  # noqa: E402
+from petri_nb.analysis.compare import COLUMNS  # noqa: E402
+from petri_nb.analysis.metrics import reset_to_ready  # noqa: E402
 from petri_nb.errors import BadArgument  # noqa: E402
 from petri_nb.fleet import FleetResult, outcomes_frame  # noqa: E402
-from petri_nb.metrics import reset_to_ready  # noqa: E402
-from petri_nb.persist import write_parquet  # noqa: E402
-from petri_nb.timeline import Timeline  # noqa: E402
+from petri_nb.records.persist import write_parquet  # noqa: E402
+from petri_nb.records.timeline import Timeline  # noqa: E402
 
 
 def row(result: pd.DataFrame, metric: str, key: str = "") -> pd.Series:
@@ -167,5 +167,5 @@ def test_plot_compare_draws_a_ratio_per_metric_with_its_interval(tmp_path: Path)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no evidence", "slower"]
     ax.figure.savefig(tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 5000
-    with pytest.raises(petri_nb.PetriError, match="expected the table petri_nb.compare"):
+    with pytest.raises(petri_nb.PetriError, match="expected the table petri_nb.analysis.compare"):
         petri_nb.plot.compare(a)

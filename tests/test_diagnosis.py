@@ -7,8 +7,8 @@ from pathlib import Path
 
 import petri_nb
 from petri_nb import HaltReason
-from petri_nb.diagnosis import from_timeline
-from petri_nb.oops import parse_oops
+from petri_nb.model.diagnosis import from_timeline
+from petri_nb.model.oops import parse_oops
 
 #: What Debian 12's kernel prints for ``echo c > /proc/sysrq-trigger`` (shape of 6.1's output).
 SYSRQ_PANIC = """\

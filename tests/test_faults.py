@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 import petri_nb
 from petri_nb import PetriError
-from petri_nb.agent import Agent
-from petri_nb.console import Console
 from petri_nb.fleet import read_fleet
-from petri_nb.loop import run_blocking
-from petri_nb.persist import read_snapshots
-from petri_nb.vm import Vm
+from petri_nb.records.persist import read_snapshots
+from petri_nb.runtime.loop import run_blocking
+from petri_nb.vm.agent import Agent
+from petri_nb.vm.console import Console
+from petri_nb.vm.facade import Vm
 
 #: What an abandoned task or a dying thread prints on the user's stderr (in a notebook: into the cell).
 NOISE = ("Task exception was never retrieved", "Exception in thread", "Task was destroyed but it is pending")
@@ -103,7 +103,7 @@ def call_with(target: object, method: str, param: str, value: object) -> None:
 
 
 def assert_rejected_or_harmless(target: object, vm: petri_nb.Vm, method: str, param: str, value: object) -> None:
-    from petri_nb.validation import BadArgument, check_arguments
+    from petri_nb.runtime.validation import BadArgument, check_arguments
 
     original = getattr(type(getattr(target, "aio", target)), method, None)
     if method in DESTRUCTIVE and original is not None:

@@ -12,7 +12,7 @@ from synthetic_runs import soak_run
 import petri_nb
 from petri_nb.errors import BadArgument
 from petri_nb.fleet import FleetResult, outcomes_frame
-from petri_nb.timeline import Timeline
+from petri_nb.records.timeline import Timeline
 
 
 def runs_ending_in(rng: np.random.Generator, name: str, last_halts: list[str]) -> list[pd.DataFrame]:

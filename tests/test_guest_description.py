@@ -88,7 +88,7 @@ def test_launch_routes_a_guest_to_the_backend_it_names() -> None:
     with pytest.raises(Refusing):
         petri_nb.launch(TMK.replace(backend="test-backend"), name="routed")
     assert made == [("test-backend", "routed", "tcg")]
-    assert "routed" not in [vm.name for vm in petri_nb.vm.live_vms()]  # the name is free again
+    assert "routed" not in [vm.name for vm in petri_nb.vm.facade.live_vms()]  # the name is free again
     with pytest.raises(LaunchError, match="unknown backend 'openvmm'"):
         create_runtime(TMK.replace(backend="openvmm"), "x", "tcg")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from petri_nb.backends.qemu.halts import HaltMapper, triple_fault_in_log
-from petri_nb.halt import HaltReason
+from petri_nb.model.halt import HaltReason
 
 
 def feed(events, log=""):

@@ -9,7 +9,7 @@ from conftest import wait_until
 from linux_vm import booted_linux
 
 import petri_nb
-from petri_nb.agent import Agent
+from petri_nb.vm.agent import Agent
 
 VIRTIO_VENDOR = "0x1af4"
 

@@ -20,7 +20,7 @@ from petri_nb.guests import images
 from petri_nb.guests.images import READY, bios_disk, empty_disk, secure_boot_disk, uefi_disk
 from petri_nb.guests.images.common import MIB
 from petri_nb.guests.images.initramfs import build_initramfs, library_closure
-from petri_nb.qga import QgaClient
+from petri_nb.vm.qga import QgaClient
 
 MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 

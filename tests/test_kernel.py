@@ -74,7 +74,7 @@ def test_sync_facade_and_top_level_await_work_in_a_real_kernel(tmp_path: Path):
         "print(f'{len(kernel_ticks)} kernel-loop ticks')\n"
         "print(len(kernel_ticks) >= 10)",
         "vm.teardown(); await avm.teardown()\n"
-        "print(vm.state, avm.state, petri_nb.vm.live_vms())",
+        "print(vm.state, avm.state, petri_nb.vm.facade.live_vms())",
     ]
     nb = run_notebook(cells, tmp_path)
     out = [_result(text_of(cell)) for cell in nb.cells]

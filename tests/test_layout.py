@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, no module over 400 lines (tools/import_graph.py)."""
+"""The package's shape (tools/import_graph.py): every import goes down its layer table, lazy ones included; no
+import cycles; no module over 400 lines."""
 
 from __future__ import annotations
 
@@ -12,4 +13,31 @@ TOOL = Path(__file__).resolve().parent.parent / "tools" / "import_graph.py"
 def test_no_import_cycles_and_no_module_over_400_lines() -> None:
     proc = subprocess.run([sys.executable, str(TOOL)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("0 import cycles, 0 modules over 400 lines")
+    assert proc.stdout.strip().endswith("0 layer breaks, 0 import cycles, 0 modules over 400 lines")
+
+
+STUBS = Path(__file__).resolve().parent.parent / "tools" / "make_stubs.py"
+
+
+def test_the_checked_in_stubs_match_the_generated_twins(tmp_path: Path) -> None:
+    """``Vm``, ``Console`` and ``Agent`` are generated at import: their stubs must say what they are now."""
+    proc = subprocess.run([sys.executable, str(STUBS), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for fresh in tmp_path.rglob("*.pyi"):
+        shipped = STUBS.parent.parent / fresh.relative_to(tmp_path)
+        assert shipped.read_text() == fresh.read_text(), f"{shipped} is stale: run tools/make_stubs.py"
+    assert (STUBS.parent.parent / "petri_nb" / "py.typed").exists()
+
+
+def test_an_editor_completes_the_blocking_twins_with_their_parameters(tmp_path: Path) -> None:
+    """What an editor or a language server reads (Jedi on a script): ``vm.wait_for_halt(`` shows its real
+    parameters through the stub. (Jedi on a live object in a kernel still reads facade.py: issue 23.)"""
+    import jedi
+
+    script = tmp_path / "user.py"
+    code = "import petri_nb\nvm = petri_nb.launch('tmk')\nvm.wait_for_halt("
+    script.write_text(code)
+    root = STUBS.parent.parent
+    found = jedi.Script(code, path=script, project=jedi.Project(tmp_path, sys_path=[str(root)])).get_signatures(3, 17)
+    assert [s.to_string() for s in found] == ["wait_for_halt(allow_reset: bool=False, timeout: float | None=None) "
+                                              "-> Halt"]

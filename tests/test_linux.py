@@ -9,8 +9,8 @@ import pytest
 from linux_vm import booted_linux
 
 import petri_nb
-from petri_nb.agent import Agent
 from petri_nb.guests import linux
+from petri_nb.vm.agent import Agent
 
 MARK = "petri_nb.test_mark=42"
 

@@ -22,8 +22,8 @@ from nbrun import html_of, run_notebook, text_of
 from PIL import Image
 
 import petri_nb
-from petri_nb.magics import SUBCOMMANDS, handlers
-from petri_nb.vm import live_vms
+from petri_nb.notebook.magics import SUBCOMMANDS, handlers
+from petri_nb.vm.facade import live_vms
 
 
 def test_magics_drive_tmk_through_reset_and_poweroff_in_a_real_kernel(tmp_path: Path):
@@ -148,13 +148,13 @@ BAD_INPUTS = [
 
 
 LAUNCH_LINES = [
-    ("launch", ("tmk",), {}),
+    ("launch", (None,), {}),  # no GUEST: tmk, or the guest the files given describe (issue 22)
     ("launch tmk --name x", ("tmk",), {"name": "x"}),
     ("launch linux --ready none", ("linux",), {"ready": None}),
-    ("launch --ready agent --ready-timeout 90", ("tmk",), {"ready": "agent", "ready_timeout": 90.0}),
-    ("launch --ready boot --accel kvm", ("tmk",), {"ready": "boot", "accel": "kvm"}),
+    ("launch --ready agent --ready-timeout 90", (None,), {"ready": "agent", "ready_timeout": 90.0}),
+    ("launch --ready boot --accel kvm", (None,), {"ready": "boot", "accel": "kvm"}),
     ("launch --disk a.qcow2 --disk '/images/b c.raw' --firmware uefi",
-     ("tmk",), {"disks": ["a.qcow2", "/images/b c.raw"], "firmware": "uefi"}),
+     (None,), {"disks": ["a.qcow2", "/images/b c.raw"], "firmware": "uefi"}),
     ("launch mine --kernel ~/vmlinuz --initrd ~/initrd.img --append 'console=ttyS0 quiet' --cdrom /x.iso "
      "--firmware uefi-secure --memory 2048 --cpus 4 --tpm --agent qga --ready 'login: ?$' --ready-timeout 2.5 "
      "--name dev --accel auto",
@@ -173,7 +173,7 @@ def test_launch_passes_exactly_the_options_typed_to_petri_nb_launch(
         calls.append((a, kw))
         raise petri_nb.LaunchError("not launched: this test checks the keywords only")
 
-    monkeypatch.setattr(petri_nb, "launch", fake_launch)
+    monkeypatch.setattr(petri_nb.vm.facade, "launch", fake_launch)
     monkeypatch.setenv("HOME", "/home/u")
     with pytest.raises(UsageError, match=r"^%petri launch: LaunchError: not launched"):
         shell.run_line_magic("petri", line)

@@ -14,8 +14,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from linux_vm import booted_linux
 
 import petri_nb
-from petri_nb.magics import RunOutput
-from petri_nb.vm import live_vms
+from petri_nb.notebook.magics import RunOutput
+from petri_nb.vm.facade import live_vms
 
 
 def petri(shell: InteractiveShell, line: str) -> object:
@@ -99,7 +99,7 @@ def test_run_cell_forms_on_a_guest_without_agent_fail_fast_with_one_line(shell: 
 
 
 def test_run_output_is_plain_text_with_exit_code_and_escapes_replaced():
-    result = petri_nb.agent.AgentResult("x", 3, b"out \x1b[31mred\x1b[0m <b>\r\n", b"err\x07\n", 0.25)
+    result = petri_nb.vm.agent.AgentResult("x", 3, b"out \x1b[31mred\x1b[0m <b>\r\n", b"err\x07\n", 0.25)
     shown = RunOutput(result)
     assert shown == "exit code 3 (failed) after 0.25 s\n--- stdout ---\nout \ufffd[31mred\ufffd[0m <b>\n" \
                     "--- stderr ---\nerr\ufffd"

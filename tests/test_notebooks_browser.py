@@ -17,7 +17,7 @@ from conftest import wait_until
 from lab_browser import ARTIFACTS, Lab, canvas_image
 from PIL import ImageStat
 
-from petri_nb.report import find_notebook
+from petri_nb.headless import find_notebook
 
 pytestmark = pytest.mark.slow
 #: The notebooks' views are checked on the comm path (frames the kernel sent); the view-server

@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 import petri_nb
-from petri_nb.persist import RunWriter, SaveError, default_runs_dir, read_snapshots
-from petri_nb.run_meta import META_COLUMNS
-from petri_nb.timeline import DTYPES, Timeline
+from petri_nb.records.persist import RunWriter, SaveError, default_runs_dir, read_snapshots
+from petri_nb.records.run_meta import META_COLUMNS
+from petri_nb.records.timeline import DTYPES, Timeline
 from tests.conftest import wait_until
 
 #: read_timelines: the schema's columns, then each run's metadata.

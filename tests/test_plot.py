@@ -1,4 +1,4 @@
-"""petri_nb.plot draws timeline frames headless (Agg) into PNGs."""
+"""petri_nb.analysis.plot draws timeline frames headless (Agg) into PNGs."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from PIL import Image  # noqa: E402
 
 import petri_nb  # noqa: E402
 from petri_nb import HaltReason  # noqa: E402
-from petri_nb.plot import REASON_COLORS  # noqa: E402
-from petri_nb.timeline import empty_frame  # noqa: E402
+from petri_nb.analysis.plot import REASON_COLORS  # noqa: E402
+from petri_nb.records.timeline import empty_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")

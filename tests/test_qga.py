@@ -15,10 +15,10 @@ from conftest import our_qemus, wait_until
 from plain_qemu import PlainQemu
 from qemu.qmp import EventListener, QMPClient
 
-from petri_nb.agent import AgentResult
 from petri_nb.errors import AgentError, PetriTimeout
 from petri_nb.guests.images import READY, bios_disk
-from petri_nb.qga import QgaClient, QgaError
+from petri_nb.vm.agent import AgentResult
+from petri_nb.vm.qga import QgaClient, QgaError
 
 VM_SHARED_ACROSS_TESTS = True  # one guest for the module; the fixture kills it at the end
 BOOT_TIMEOUT = 120.0

@@ -22,7 +22,7 @@ from conftest import wait_until
 import petri_nb
 from petri_nb import PetriError, PetriTimeout, VmGone
 from petri_nb.guests.tmk import READY
-from petri_nb.loop import run_blocking
+from petri_nb.runtime.loop import run_blocking
 
 CALLS: dict[str, Callable[[petri_nb.Vm], object]] = {
     "reset": lambda vm: vm.reset(),

@@ -14,9 +14,9 @@ import pandas as pd
 import petri_nb
 from petri_nb import fleet
 from petri_nb.guests.tmk import tmk
-from petri_nb.persist import RunWriter, write_parquet
-from petri_nb.run_meta import META_COLUMNS, guest_hash
-from petri_nb.timeline import DTYPES, Timeline
+from petri_nb.records.persist import RunWriter, write_parquet
+from petri_nb.records.run_meta import META_COLUMNS, guest_hash
+from petri_nb.records.timeline import DTYPES, Timeline
 
 EXPECTED = {c: str(pd.Series(dtype=d).dtype) for c, d in DTYPES.items()} | {c: "string" for c in META_COLUMNS}
 
@@ -71,7 +71,8 @@ def test_runs_without_metadata_read_with_null_metadata_columns(tmp_path: Path):
 
 
 def test_guest_hash_is_stable_across_processes_and_changes_with_the_description():
-    code = "from petri_nb.guests.tmk import tmk; from petri_nb.run_meta import guest_hash; print(guest_hash(tmk()))"
+    code = ("from petri_nb.guests.tmk import tmk; from petri_nb.records.run_meta import guest_hash; "
+            "print(guest_hash(tmk()))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other == guest_hash(tmk()) and re.fullmatch(r"[0-9a-f]{12}", other)
     assert guest_hash(tmk(memory_mib=64)) != guest_hash(tmk())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from petri_nb.run_state import Fact, RunState, next_state
+from petri_nb.model.run_state import Fact, RunState, next_state
 
 S = RunState
 

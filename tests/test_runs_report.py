@@ -1,4 +1,4 @@
-"""petri_nb.runs_report: one self-contained HTML file about saved runs, read in Debian's chromium.
+"""petri_nb.analysis.runs_report: one self-contained HTML file about saved runs, read in Debian's chromium.
 
 The run is real: tmk under QEMU with the screen watchdog on, made to print hostile text on
 its console and to triple-fault (its diagnosis rides on the halt row). The page is opened
@@ -22,9 +22,9 @@ from synthetic_runs import crashing_run
 import petri_nb
 from petri_nb import HaltReason, PetriError
 from petri_nb.cli import main as cli_main
-from petri_nb.diagnosis import Diagnosis
-from petri_nb.oops import parse_oops
-from petri_nb.timeline import Timeline
+from petri_nb.model.diagnosis import Diagnosis
+from petri_nb.model.oops import parse_oops
+from petri_nb.records.timeline import Timeline
 
 HOSTILE = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
 #: A row far enough down that opening its link must scroll.

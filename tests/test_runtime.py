@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import petri_nb
-from petri_nb.loop import runtime_loop
+from petri_nb.runtime.loop import runtime_loop
 
 # The 16 text colours as QEMU's VGA renders SeaBIOS's default palette (measured); tmk
 # loads the same EGA palette itself, so qboot gives the same pixels.

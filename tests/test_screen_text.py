@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import petri_nb
 from petri_nb.errors import BadArgument
-from petri_nb.screen_text import decode_text_buffer
+from petri_nb.vm.screen_text import decode_text_buffer
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from petri_nb.introspect import InspectNode
-from petri_nb.persist import RunWriter, read_run
-from petri_nb.timeline import DTYPES, Timeline, conform
+from petri_nb.model.inspect_node import InspectNode
+from petri_nb.records.persist import RunWriter, read_run
+from petri_nb.records.timeline import DTYPES, Timeline, conform
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import petri_nb
-from petri_nb.petri_log import export_petri_log, read_petri_log
-from petri_nb.timeline import DTYPES, empty_frame
+from petri_nb.analysis.petri_log import export_petri_log, read_petri_log
+from petri_nb.records.timeline import DTYPES, empty_frame
 
 EXPECTED = {c: str(pd.Series(dtype=d).dtype) for c, d in DTYPES.items()}
 

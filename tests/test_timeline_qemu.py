@@ -8,7 +8,7 @@ import pandas as pd
 
 import petri_nb
 from petri_nb import HaltReason
-from petri_nb.timeline import DTYPES
+from petri_nb.records.timeline import DTYPES
 
 
 def _first(df: pd.DataFrame, **match: str) -> pd.Series:

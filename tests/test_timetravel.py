@@ -16,7 +16,7 @@ from petri_nb import HaltReason, NotSupported, PetriError
 from petri_nb.backends.qemu import replay as replay_module
 from petri_nb.backends.qemu.recording import SNAPSHOT, check_supported, with_blkreplay
 from petri_nb.guests.tmk import tmk
-from petri_nb.timetravel import console_at, instruction_count
+from petri_nb.vm.time_travel import console_at, instruction_count
 
 
 def _values(vm: petri_nb.Vm) -> dict[str, int]:
@@ -125,15 +125,19 @@ def test_reverse_continue_goes_back_to_the_previous_breakpoint(replay: petri_nb.
     assert _values(replay)["EIP"] == addr
 
 
-def test_after_running_into_the_recorded_shutdown_seek_back_still_works(replay: petri_nb.Vm, recorded) -> None:
+def test_continuing_to_the_end_stops_before_the_recorded_halt_and_steps_back(replay: petri_nb.Vm, recorded) -> None:
     _, halt, _ = recorded
-    replay.seek(halt.data["icount"] - 1)
+    end = halt.data["icount"] - 1
+    replay.seek(end - 50)
     replay.continue_()
-    replay.wait_for_halt(timeout=30)  # it ran into the recorded shutdown
-    assert replay.status() == "shutdown"
-    with pytest.raises(PetriError, match="seek\\(\\) back first"):
-        replay.reverse_step()  # QEMU 7.2 would abort
-    assert replay.seek(halt.data["icount"] - 2) == halt.data["icount"] - 2
+    replayed = replay.wait_for_halt(timeout=60)  # the recorded halt, one instruction before QEMU's shutdown
+    assert replayed.reason is halt.reason and "replayed" in replayed.detail
+    assert replay.status() == "paused" and replay.icount() == end  # QEMU 7.2 aborts reversing from 'shutdown'
+    assert replay.disassemble(count=1).loc[0, "mnemonic"] == "int3"
+    with pytest.raises(PetriError, match="end of the recording"):
+        replay.continue_()
+    replay.reverse_step()
+    assert replay.icount() == end - 1
     assert replay.disassemble(count=1).loc[0, "mnemonic"] == "lidt"
     assert replay.state == "paused"
 

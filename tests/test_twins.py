@@ -6,11 +6,11 @@ import inspect
 
 import pytest
 
-from petri_nb.agent import Agent, AsyncAgent
 from petri_nb.backends.base import EventSink
-from petri_nb.console import AsyncConsole, Console
-from petri_nb.loop import public_coroutines
-from petri_nb.vm import AsyncVm, Vm
+from petri_nb.runtime.loop import public_coroutines
+from petri_nb.vm.agent import Agent, AsyncAgent
+from petri_nb.vm.console import AsyncConsole, Console
+from petri_nb.vm.facade import AsyncVm, Vm
 
 PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent)]
 #: Async return types and their blocking counterparts.

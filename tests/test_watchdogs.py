@@ -13,7 +13,7 @@ from PIL import Image
 
 import petri_nb
 from petri_nb.errors import BadArgument
-from petri_nb.timeline import screen_image
+from petri_nb.records.timeline import screen_image
 
 matplotlib.use("Agg")
 

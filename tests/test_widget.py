@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import petri_nb
-from petri_nb.widget import VmView
+from petri_nb.notebook.widget import VmView
 from tests.conftest import wait_until
 
 

@@ -1,4 +1,4 @@
-"""The front end shipped in petri_nb/widgets is exactly what tools/build-widget.sh makes from widgets/."""
+"""The front end shipped in petri_nb/notebook/widgets is exactly what tools/build-widget.sh makes from widgets/."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "petri_nb" / "widgets"
+SHIPPED = ROOT / "petri_nb" / "notebook" / "widgets"
 
 
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
@@ -19,15 +19,15 @@ def test_the_shipped_widget_bundle_matches_a_fresh_build_from_source(tmp_path: P
     subprocess.run(["bash", str(ROOT / "tools" / "build-widget.sh"), str(tmp_path)], check=True, timeout=300)
     for name in ("vmview.js", "vmview.css"):
         fresh, shipped = (tmp_path / name).read_bytes(), (SHIPPED / name).read_bytes()
-        assert fresh == shipped, f"petri_nb/widgets/{name} is stale: run tools/build-widget.sh and commit it"
+        assert fresh == shipped, f"petri_nb/notebook/widgets/{name} is stale: run tools/build-widget.sh and commit it"
 
 
 def test_the_bundle_embeds_novnc_and_the_package_ships_it():
-    from petri_nb.widget import VmView
+    from petri_nb.notebook.widget import VmView
 
     esm = Path(str(VmView._esm)).read_text() if isinstance(VmView._esm, Path) else str(VmView._esm)
     assert "Bundles noVNC 1.7" in esm
-    assert not (ROOT / "petri_nb" / "widgets").is_symlink()
+    assert not (ROOT / "petri_nb" / "notebook" / "widgets").is_symlink()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run the front end's paste mapping")

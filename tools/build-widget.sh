@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build the live view's front end: widgets/ (source, npm packages pinned by package-lock.json)
-# -> petri_nb/widgets/vmview.js (one ES module with noVNC and xterm.js bundled in) and vmview.css.
+# -> petri_nb/notebook/widgets/vmview.js (one ES module with noVNC and xterm.js bundled in) and vmview.css.
 # The built files are committed; tests/test_widget_bundle.py checks they match a fresh build.
-# Usage: tools/build-widget.sh [OUTDIR]   (default petri_nb/widgets)
+# Usage: tools/build-widget.sh [OUTDIR]   (default petri_nb/notebook/widgets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:-petri_nb/widgets}")
+out=$(realpath -m "${1:-petri_nb/notebook/widgets}")
 mkdir -p "$out"
 cd widgets
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -1,10 +1,11 @@
-"""Import cycles and module sizes of petri_nb, read from the source (no imports executed).
+"""petri_nb's shape, read from the source (no imports executed): layers, cycles, module sizes.
 
-    .venv/bin/python tools/import_graph.py        # prints cycles (with TYPE_CHECKING imports) and modules over 400 lines
+    .venv/bin/python tools/import_graph.py   # prints layer breaks, cycles and modules over 400 lines
 
-Counts every module-level import, ``if TYPE_CHECKING:`` ones included (a cycle there is
-still two modules that each need the other), but not imports inside functions, which
-are deliberate lazy loads of optional parts (IPython, the widget).
+Counts every import: module-level, ``if TYPE_CHECKING:`` and lazy ones inside functions
+(a lazy import is still a dependency; it only defers the cost). ``LAYERS`` lists the
+layers from the bottom up: a module imports only from its own layer or lower ones, and a
+few rules keep the seams clean (``RULES``).
 """
 
 from __future__ import annotations
@@ -16,27 +17,73 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "petri_nb"
 MAX_LINES = 400
 
+#: Layers from the bottom up, each a list of module prefixes. The package's own ``__init__``
+#: (the public API) sits on top with the orchestration.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("errors", ("petri_nb.errors",)),
+    ("model", ("petri_nb.model",)),
+    ("runtime", ("petri_nb.runtime",)),
+    ("records", ("petri_nb.records",)),
+    ("analysis", ("petri_nb.analysis",)),
+    ("guests", ("petri_nb.guests",)),
+    ("backends", ("petri_nb.backends",)),
+    ("vm", ("petri_nb.vm",)),
+    ("fleet", ("petri_nb.fleet",)),
+    ("notebook", ("petri_nb.notebook",)),
+    ("server", ("petri_nb.server",)),
+    ("top", ("petri_nb.headless", "petri_nb.cli", "petri_nb")),
+]
+#: (importer prefix, imported prefix, why it must not): on top of the layer order.
+RULES = [
+    ("petri_nb.vm", "petri_nb.backends.qemu", "vm/ knows backends only through their protocol and registry"),
+    ("petri_nb.server", "petri_nb.backends.qemu", "the view server reaches backends through backends.view_control"),
+    ("petri_nb.backends", "petri_nb.notebook", "backends know nothing of notebooks"),
+    ("petri_nb.guests", "petri_nb.vm", "guests never import the facade"),
+]
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, len(LAYERS) - 1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    return found
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def layer_breaks(edges: dict[str, set[str]]) -> list[str]:
+    """Each import that goes up a layer or breaks a rule, as one line."""
+    found = []
+    for src in sorted(edges):
+        for dst in sorted(edges[src]):
+            if _within(src, dst):  # a module imports its own package's __init__ (relative imports)
+                continue
+            if layer_of(dst) > layer_of(src):
+                found.append(f"{src} ({LAYERS[layer_of(src)][0]}) imports {dst} ({LAYERS[layer_of(dst)][0]})")
+            for importer, imported, why in RULES:
+                if _within(src, importer) and _within(dst, imported):
+                    found.append(f"{src} imports {dst}: {why}")
+    return found
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(tree: ast.Module) -> list[ast.ImportFrom | ast.Import]:
-    found: list[ast.ImportFrom | ast.Import] = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.append(node)
-        elif isinstance(node, ast.If):  # if TYPE_CHECKING: ...
-            found += [n for n in node.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    return found
+def _all_imports(tree: ast.Module) -> list[ast.ImportFrom | ast.Import]:
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def imports(path: Path, modules: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in _top_level_imports(ast.parse(path.read_text())):
+    for node in _all_imports(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         else:
@@ -94,13 +141,17 @@ def long_modules() -> list[tuple[str, int]]:
 
 
 def main() -> int:
-    found = cycles(graph())
+    edges = graph()
+    found, breaks, long = cycles(edges), layer_breaks(edges), long_modules()
     for component in found:
         print("cycle:", " <-> ".join(component))
-    for path, lines in long_modules():
+    for line in breaks:
+        print("layer break:", line)
+    for path, lines in long:
         print(f"over {MAX_LINES} lines: {path} ({lines})")
-    print(f"{len(found)} import cycles, {len(long_modules())} modules over {MAX_LINES} lines")
-    return 1 if found or long_modules() else 0
+    print(f"{len(edges)} modules in {len(LAYERS)} layers: {len(breaks)} layer breaks, "
+          f"{len(found)} import cycles, {len(long)} modules over {MAX_LINES} lines")
+    return 1 if found or breaks or long else 0
 
 
 if __name__ == "__main__":

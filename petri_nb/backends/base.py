@@ -2,7 +2,7 @@
 
 A backend starts and drives one VM and reports what happens through an
 ``EventSink``. Everything above it (halt racing, timelines, consoles, the sync
-facade) is written once in ``petri_nb.vm`` and works for any backend.
+facade) is written once in ``petri_nb.vm.facade`` and works for any backend.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ..boot import BootEvent
 from ..errors import AgentError, NotSupported
-from ..halt import Halt
-from ..introspect import InspectNode
+from ..model.boot_event import BootEvent
+from ..model.halt import Halt
+from ..model.inspect_node import InspectNode
 
 
 class EventSink(Protocol):
@@ -98,7 +98,7 @@ class Runtime(abc.ABC):
         """Replace the VM's state by ``data`` from save_state(); returns the run state, not resumed."""
         raise NotSupported(f"restore_state() is not implemented by the {self.backend_name} backend")
 
-    # Guest debugging (petri_nb.debug): reads need no debugger, the rest a debug stub.
+    # Guest debugging (petri_nb.vm.debug): reads need no debugger, the rest a debug stub.
     async def registers(self) -> list[Any]:
         """Every vCPU's registers, as rows with ``cpu``, ``name``, ``value`` and ``text``."""
         raise NotSupported(f"registers() is not implemented by the {self.backend_name} backend")
@@ -132,7 +132,7 @@ class Runtime(abc.ABC):
         raise NotSupported(f"firmware_vars() is not implemented by the {self.backend_name} backend")
 
     async def open_agent_channel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A byte stream to the guest agent's port (see petri_nb.agent)."""
+        """A byte stream to the guest agent's port (see petri_nb.vm.agent)."""
         raise AgentError(f"the {self.backend_name} backend has no guest agent channel")
 
     async def update_command_line(self, command_line: str) -> None:

@@ -16,7 +16,7 @@ from jupyter_server.utils import ensure_async
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..abandon import abandon
+from ..runtime.abandon import abandon
 from .rundirs import Refused, ViewSocket, resolve
 
 #: Same permission as a kernel's websocket: whoever may run code may drive its VMs.

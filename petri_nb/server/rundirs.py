@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ..backends.qemu.display import VIEW_SOCKETS
+from ..backends.view import VIEW_SOCKETS
 
 #: One path component as ``tempfile.mkdtemp(prefix="petri_nb-NAME-")`` makes it (a VM name is any
 #: text). What keeps other files out is the checks below, not this pattern.

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from qemu.qmp import QMPError
 
-from ...boot import BootEvent
+from ...model.boot_event import BootEvent
 
 #: Terminal escape sequences (OVMF's console clears the screen and moves the cursor).
 _ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")

@@ -15,7 +15,7 @@ from .display import display_args
 from .firmware import machine_options
 
 ACCELS = ("tcg", "kvm", "auto")
-#: Sockets QEMU itself listens on in the run dir (besides the view's, display.VIEW_SOCKETS).
+#: Sockets QEMU itself listens on in the run dir (besides the view's, backends.view.VIEW_SOCKETS).
 GDB_SOCKET = "gdb.sock"
 #: The chardev holding the firmware's debug-port log: a ring in QEMU's memory, read over QMP
 #: (``ringbuf-read``), because a socket costs a syscall per byte SeaBIOS writes.

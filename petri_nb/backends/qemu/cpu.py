@@ -16,8 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import PetriError
-from .refused import QemuRefused
+from ...errors import PetriError, QemuRefused
 from .screen import Execute
 
 #: Refuse reads larger than this: memsave goes through a file, and notebooks want small views.

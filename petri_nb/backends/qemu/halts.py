@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from qemu.qmp import QMPClient
 
 from ...errors import PetriError
-from ...halt import Halt, HaltReason
+from ...model.halt import Halt, HaltReason
 from ..base import EventSink
 
 _KVM_SHUTDOWN_EXIT = re.compile(r"kvm_run_exit\b.*\breason 8\b")

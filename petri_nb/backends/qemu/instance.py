@@ -14,8 +14,8 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient
 
-from ...abandon import abandon
 from ...errors import PetriError, PetriTimeout
+from ...runtime.abandon import abandon
 from .process import QemuProcess
 
 #: How long a QEMU that hung up may take to exit and say why.

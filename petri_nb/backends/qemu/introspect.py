@@ -14,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...errors import PetriError
-from ...introspect import InspectNode
-from .refused import QemuRefused
+from ...errors import PetriError, QemuRefused
+from ...model.inspect_node import InspectNode
 
 #: QMP commands in flight at once during a walk.
 CONCURRENCY = 64

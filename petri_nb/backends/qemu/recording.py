@@ -18,17 +18,17 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import LaunchError, NotSupported, PetriError
 from ...guests.description import Guest, Nic
-from ...halt import Halt
+from ...model.halt import Halt
 from ..base import EventSink
 from .command import build_command, qemu_path
 from .firmware import firmware_args
+from .screen import Execute
 
 META = "recording.json"
 LOG = "replay.bin"
@@ -38,7 +38,6 @@ FORMAT = 2
 #: Guest fields a recording keeps besides kernel, initrd and nics: the replay rebuilds the machine from them.
 DESCRIBED = ("name", "append", "firmware", "memory_mib", "cpus", "sockets", "cores", "threads", "agent",
              "pcie_root_ports")
-Execute = Callable[..., Awaitable[Any]]
 
 
 def check_supported(guest: Guest, accel: str) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qemu.qmp import EventListener
 
 from ...errors import NotSupported, PetriError, PetriTimeout
-from ...halt import Halt, HaltReason
+from ...model.halt import Halt, HaltReason
 from .recording import Recording
 from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 
@@ -193,3 +194,9 @@ class ReplayRuntime(QemuRuntime):
                                "continue: QEMU 7.2 sometimes deadlocks there on a loaded host (QMP stops answering "
                                "too); tear this replay down and open the recording again") from None
 
+
+def open_recording(path: Path) -> tuple[str, Callable[[str], ReplayRuntime]]:
+    """The recording in ``path`` (validated: a recording is data, never a command), as the guest it
+    recorded and a maker of its replay (backends.open_replay)."""
+    recording = Recording.load(path)
+    return recording.guest, lambda name: ReplayRuntime(recording, name)

@@ -13,9 +13,10 @@ from typing import Any
 from PIL import Image
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from ...errors import AgentError, LaunchError, NotSupported, PetriError, VmGone
+from ...errors import AgentError, LaunchError, NotSupported, PetriError, QemuRefused, VmGone
 from ...guests.description import Guest
-from ...introspect import InspectNode
+from ...model.inspect_node import InspectNode
+from .. import view
 from ..base import EventSink, Runtime
 from . import agent_port, command, cpu, disks, display, migration, rundirs
 from .boot_events import BootWatcher
@@ -28,7 +29,6 @@ from .instance import QemuInstance, qemu_version
 from .introspect import QmpInspector
 from .process import QemuProcess
 from .recording import Recorder
-from .refused import QemuRefused
 from .screen import screendump
 from .serial_tap import SerialTap
 from .tpm import Swtpm
@@ -90,7 +90,7 @@ class QemuRuntime(Runtime):
 
     @property
     def view_sockets(self) -> dict[str, Path]:
-        return display.view_sockets(self.rundir)
+        return view.view_sockets(self.rundir)
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -112,7 +112,7 @@ class QemuRuntime(Runtime):
         sink = self._sink
         self.rundir = rundirs.make(self.name)
         await self.serial_tap.start(self.view_sockets["serial"])
-        display.write_facts(self.rundir, firmware_reboots_after_reset=self._firmware_reboots)
+        view.write_facts(self.rundir, "qemu", firmware_reboots_after_reset=self._firmware_reboots)
         self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # qemu-img and file copies: off the loop
         if self.guest.tpm:
             self._tpm = await Swtpm.start(self.rundir)
@@ -120,7 +120,7 @@ class QemuRuntime(Runtime):
         self._cpu_log = CpuLog(self.rundir / "cpu.log")
         self._boot = BootWatcher(sink.boot_event)
         self._pump = EventPump(sink, self._cpu_log, self.status, lambda: list(self.proc.stderr_tail) if self.proc
-                               else [], display.ViewActions(self.rundir).new)
+                               else [], view.ViewActions(self.rundir).new)
         self.debugger = Debugger(self.rundir / command.GDB_SOCKET if self.guest.gdb else None, self.status,
                                  self.registers, sink.debug_stopped, sink.debug_running)
         self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,

@@ -9,7 +9,8 @@ from typing import Any
 
 from PIL import Image
 
-Execute = Callable[[str, dict[str, Any]], Awaitable[Any]]
+#: Sends one QMP command and returns its answer (the runtime's ``_execute``); every QEMU helper takes one.
+Execute = Callable[..., Awaitable[Any]]
 
 
 def _load(path: Path) -> Image.Image:

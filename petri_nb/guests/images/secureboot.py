@@ -26,8 +26,6 @@ from .initramfs import COMMAND_LINE, build_initramfs
 
 SHIM = ("shim-signed", "/usr/lib/shim/shimx64.efi.signed")
 GRUB = ("grub-efi-amd64-signed", "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
-#: Guest RAM the secure-boot path needs (GRUB's kernel buffer).
-MIN_MEMORY_MIB = 512
 
 
 def grub_cfg(command_line: str = COMMAND_LINE) -> bytes:

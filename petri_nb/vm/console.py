@@ -1,0 +1,155 @@
+"""The guest's serial console: everything it printed, plus pexpect-style waiting.
+
+The text is untrusted guest output: it is kept verbatim here and escaped by
+whatever renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..errors import ConsoleFailure
+from ..runtime.loop import blocking_twins, runs_on_runtime_loop
+from ..runtime.validation import checked
+
+#: Puts one row on the VM's timeline: (source, kind, detail).
+Record = Callable[..., None]
+#: Runs one runtime call raced against VM loss (and halts): VmCore._call.
+Call = Callable[..., Awaitable[Any]]
+
+#: Text kept in memory per VM (up to 1/8 more between trims); older text is dropped and
+#: counted in ``dropped_chars``.
+MAX_TEXT = 4 * 1024 * 1024
+DEFAULT_EXPECT_TIMEOUT = 30.0
+
+
+class AsyncConsole:
+    """Console of an AsyncVm. ``expect`` consumes text up to the end of its match."""
+
+    def __init__(self, record: Record, call: Call, write: Callable[[bytes], Awaitable[None]]) -> None:
+        self._record = record
+        self._call = call
+        self._write = write
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._text = ""
+        self._cursor = 0
+        self._line_start = 0
+        self._grew = asyncio.Event()
+        self.dropped_chars = 0
+        #: time.monotonic() of the newest output (for the stall detector, petri_nb.vm.watchdogs).
+        self.last_output = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        """Everything the guest printed (up to MAX_TEXT of the newest text)."""
+        return self._text
+
+    @property
+    def last_line(self) -> str:
+        """The newest line, complete or not, without its newline (cheap: no copy of the text)."""
+        end = len(self._text)
+        while end and self._text[end - 1] in "\r\n":
+            end -= 1
+        return self._text[self._text.rfind("\n", 0, end) + 1:end].rstrip("\r")
+
+    @checked
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self._text.splitlines()[-lines:])
+
+    def feed(self, data: bytes) -> None:
+        """Called by the backend on the runtime loop with raw console bytes."""
+        self._text += self._decoder.decode(data)
+        self.last_output = time.monotonic()
+        while (nl := self._text.find("\n", self._line_start)) >= 0:
+            self._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
+            self._line_start = nl + 1
+        if len(self._text) > MAX_TEXT + MAX_TEXT // 8:  # trim in steps, not on every chunk
+            cut = len(self._text) - MAX_TEXT
+            self._text = self._text[cut:]
+            self.dropped_chars += cut
+            self._cursor = max(0, self._cursor - cut)
+            self._line_start = max(0, self._line_start - cut)
+        self._grew.set()
+
+    def flush_partial_line(self) -> None:
+        """Record text after the last newline (e.g. a prompt) when no more output will come."""
+        if self._line_start < len(self._text):
+            self._record("console", "line", self._text[self._line_start:].rstrip("\r"))
+            self._line_start = len(self._text)
+
+    @runs_on_runtime_loop
+    async def write(self, text: str | bytes) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        await self._call("console.write", self._write(data))
+
+    @runs_on_runtime_loop
+    async def expect(
+        self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_EXPECT_TIMEOUT,
+        fail: str | re.Pattern[str] | Sequence[str | re.Pattern[str]] = (),
+    ) -> re.Match[str]:
+        """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first, and
+        ConsoleFailure as soon as one of the ``fail`` patterns (e.g. ``"Kernel panic"``) appears
+        before it, instead of waiting out the timeout."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        patterns = [fail] if isinstance(fail, (str, re.Pattern)) else fail
+        failures = [re.compile(f) if isinstance(f, str) else f for f in patterns]
+        return await self._call(
+            "console.expect", self._search(regex, failures), halts=True, timeout=timeout,
+            what=f"console output matching {regex.pattern!r}",
+        )
+
+    async def _search(self, regex: re.Pattern[str], failures: Sequence[re.Pattern[str]] = ()) -> re.Match[str]:
+        while True:
+            self._grew.clear()
+            match = regex.search(self._text, self._cursor)
+            end = match.start() if match else len(self._text)  # only failures before the awaited text count
+            bad = [m for f in failures if (m := f.search(self._text, self._cursor, end))]
+            if bad:
+                first = min(bad, key=lambda m: m.start())
+                self._cursor = first.end()
+                raise ConsoleFailure(f"console showed failure pattern {first.re.pattern!r} while waiting for "
+                                     f"{regex.pattern!r}: {self._line_around(first.start())!r}", first)
+            if match:
+                self._cursor = match.end()
+                return match
+            await self._grew.wait()
+
+    def mark(self) -> int:
+        """Where the console is now, as a count of every character printed (trimming keeps it valid)."""
+        return self.dropped_chars + len(self._text)
+
+    def skip_to(self, mark: int) -> None:
+        """``expect`` ignores what was printed before ``mark`` (a reset: the previous boot's output)."""
+        self._cursor = max(self._cursor, mark - self.dropped_chars)
+
+    async def _shown_since(self, regex: re.Pattern[str], mark: int, timeout: float | None) -> re.Match[str]:
+        """Wait until text printed after ``mark`` matches, without consuming it for ``expect``
+        (readiness: a user's own ``expect`` of the banner still finds it)."""
+        async def search() -> re.Match[str]:
+            while True:
+                self._grew.clear()
+                if match := regex.search(self._text, max(0, mark - self.dropped_chars)):
+                    return match
+                await self._grew.wait()
+        return await self._call("console.ready", search(), halts=True, timeout=timeout,
+                                what=f"console output matching {regex.pattern!r}")
+
+    def _line_around(self, pos: int) -> str:
+        end = self._text.find("\n", pos)
+        return self._text[self._text.rfind("\n", 0, pos) + 1:end if end >= 0 else None].rstrip("\r")[:300]
+
+
+@blocking_twins(AsyncConsole, forward=("text", "last_line", "tail", "dropped_chars"))
+class Console:
+    """Blocking face of AsyncConsole, for the sync ``Vm`` (methods generated from AsyncConsole)."""
+
+    def __init__(self, aio: AsyncConsole) -> None:
+        self.aio = aio
+
+    def __repr__(self) -> str:
+        return f"<Console {len(self.aio.text)} chars>"

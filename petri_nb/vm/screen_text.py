@@ -1,0 +1,124 @@
+"""The screen as text, and waiting for the screen: exact in text modes, OCR in graphics modes.
+
+In a VGA text mode the characters are in guest memory (0xB8000: a character byte and an
+attribute byte per cell), so reading them is exact and cheap: one screendump to learn the
+mode from the screen's size and one physical-memory read. A graphics mode has no text to
+read, so its pixels go through OCR (Debian's ``tesseract-ocr`` via pytesseract); the result
+says which way it was read (``ScreenText.source``), because OCR can misread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from PIL import Image, ImageOps
+
+from ..errors import BadArgument, NotSupported
+from ..model.screen import screen_digest
+from ..runtime.loop import runs_on_runtime_loop
+from .core import VmCore
+
+VGA_TEXT = 0xB8000
+#: Screen sizes (pixels) of the standard VGA text modes -> (columns, rows).
+TEXT_MODES = {(720, 400): (80, 25), (640, 400): (80, 25), (720, 350): (80, 25), (640, 350): (80, 25),
+              (360, 400): (40, 25), (320, 400): (40, 25), (720, 200): (80, 25)}
+#: Seconds between looks while waiting for the screen (QEMU has no "screen changed" event).
+LOOK_EVERY = 0.25
+WAIT_TIMEOUT = 60.0
+#: tesseract's ``thresholding_method`` for Leptonica's adaptive Otsu.
+ADAPTIVE_OTSU = 1
+
+
+class ScreenText(str):
+    """The screen's text, one line per row (trailing blanks dropped); ``source`` says how it was
+    read: ``"vga-text"`` (exact) or ``"ocr"``."""
+
+    source: str = "vga-text"
+    columns: int = 80
+    rows: int = 25
+
+    def __new__(cls, text: str, source: str = "vga-text", columns: int = 80, rows: int = 25) -> ScreenText:
+        obj = super().__new__(cls, text)
+        obj.source, obj.columns, obj.rows = source, columns, rows
+        return obj
+
+
+def decode_text_buffer(data: bytes, columns: int, rows: int) -> str:
+    """Characters of a VGA text buffer (code page 437), attributes dropped."""
+    chars = data[0:columns * rows * 2:2].decode("cp437")
+    return "\n".join(chars[r * columns:(r + 1) * columns].rstrip() for r in range(rows))
+
+
+def ocr(image: Image.Image) -> ScreenText:
+    """Text read by tesseract from a screen. Screens mix backgrounds (a dark desktop, a light
+    dialog, bars and icons), and one global threshold loses text on some of them; tesseract's
+    adaptive (tiled) Otsu keeps it."""
+    try:
+        import pytesseract
+    except ImportError:
+        raise NotSupported("screen_text() in a graphics mode needs pytesseract (pip install pytesseract)") from None
+    try:
+        text = pytesseract.image_to_string(ImageOps.grayscale(image), config=f"-c thresholding_method={ADAPTIVE_OTSU}")
+    except pytesseract.TesseractNotFoundError:
+        raise NotSupported("screen_text() in a graphics mode needs Debian's tesseract-ocr "
+                           "(apt-get install tesseract-ocr)") from None
+    lines = [line.rstrip() for line in text.splitlines()]
+    return ScreenText("\n".join(line for line in lines if line), "ocr", 0, len(lines))
+
+
+class ScreenTextMixin(VmCore):
+    """``screen_text()`` and ``wait_for_screen()`` for AsyncVm."""
+
+    @runs_on_runtime_loop
+    async def screen_text(self) -> ScreenText:
+        """The text on the screen: from the VGA text buffer in text modes, else by OCR (see ``.source``)."""
+        image = await self._call("screenshot", self.runtime.screenshot())
+        return await self._read_text(image)
+
+    async def _read_text(self, image: Image.Image) -> ScreenText:
+        mode = TEXT_MODES.get(image.size)
+        if mode is None:
+            return await asyncio.to_thread(ocr, image)
+        columns, rows = mode
+        data = await self.runtime.read_memory(VGA_TEXT, columns * rows * 2, True)
+        return ScreenText(decode_text_buffer(data, columns, rows), "vga-text", columns, rows)
+
+    @runs_on_runtime_loop
+    async def wait_for_screen(self, text: str | None = None, changed: bool | Image.Image = False,
+                              still_for: float | None = None, timeout: float | None = WAIT_TIMEOUT) -> Image.Image:
+        """Wait until the screen shows ``text`` (a regex, searched in ``screen_text()``), has ``changed``
+        (True: from how it looks when the call starts; an image: from that earlier ``screenshot()``, so
+        a change caused before the call still counts), and has stayed the same for ``still_for``
+        seconds: all that are given. Returns that screen; raises VmHalted if the VM halts first and
+        PetriTimeout after ``timeout``."""
+        if text is None and changed is False and still_for is None:
+            raise BadArgument("wait_for_screen() needs text=, changed=True or still_for= (else it waits for nothing)")
+        try:
+            regex = None if text is None else re.compile(text)
+        except re.error as e:
+            raise BadArgument(f"wait_for_screen(text={text!r}) is not a regular expression: {e}") from None
+        wanted = ", ".join(w for w in (f"text {text!r}" if text is not None else "",
+                                       "a change" if changed is not False else "",
+                                       f"{still_for:g} s unchanged" if still_for is not None else "") if w)
+        before = screen_digest(changed) if isinstance(changed, Image.Image) else None
+        return await self._call("wait_for_screen", self._look_until(regex, changed is not False, before, still_for),
+                                halts=True, timeout=timeout, what=f"the screen to show {wanted}")
+
+    async def _look_until(self, regex: re.Pattern[str] | None, changed: bool, first: bytes | None,
+                          still_for: float | None) -> Image.Image:
+        last = None
+        since = 0.0
+        shows_text = False
+        while True:
+            image = await self.runtime.screenshot()
+            digest, now = screen_digest(image), time.monotonic()
+            if digest != last:
+                last, since = digest, now
+                shows_text = regex is not None and bool(regex.search(await self._read_text(image)))
+            first = first or digest
+            if ((regex is None or shows_text) and (not changed or digest != first)
+                    and (still_for is None or now - since >= still_for)):
+                return image
+            await asyncio.sleep(LOOK_EVERY)  # polling: QEMU has no event for a changed screen
