@@ -5,6 +5,10 @@ halts) over real QEMU, with timelines as pandas DataFrames.
 """
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 from typing import Any
 
 from .analysis import plot
@@ -49,6 +53,29 @@ def __getattr__(name: str) -> Any:
     if name in _MOVED:
         return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'petri_nb' has no attribute {name!r}")
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import petri_nb.persist`` and ``from petri_nb.report import run`` still work: the old name is
+    the module at its new home (the same object, so nothing is loaded twice)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.partition(".")
+        if package != __name__ or name not in _MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        module = importlib.import_module(_MOVED[spec.name.partition(".")[2]])
+        spec.loader_state = (module.__spec__, module.__loader__)  # the machinery overwrites them
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        """Already executed at its new home: only its own spec and loader are put back."""
+        module.__spec__, module.__loader__ = module.__spec__.loader_state
+
+
+sys.meta_path.insert(0, _MovedModules())  # before the path finders: the old files are gone
 
 
 __all__ = [

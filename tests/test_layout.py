@@ -41,3 +41,15 @@ def test_an_editor_completes_the_blocking_twins_with_their_parameters(tmp_path: 
     found = jedi.Script(code, path=script, project=jedi.Project(tmp_path, sys_path=[str(root)])).get_signatures(3, 17)
     assert [s.to_string() for s in found] == ["wait_for_halt(allow_reset: bool=False, timeout: float | None=None) "
                                               "-> Halt"]
+
+
+def test_the_old_flat_module_names_the_readme_documents_still_import() -> None:
+    import importlib
+
+    import petri_nb
+    from petri_nb.records import persist
+
+    for old, new in petri_nb._MOVED.items():
+        assert importlib.import_module(f"petri_nb.{old}") is importlib.import_module(new)
+    assert petri_nb.persist is persist
+    from petri_nb.report import run  # noqa: F401  (the README's petri_nb.report.run)

@@ -4,7 +4,7 @@ Every runtime call is raced against the VM going away, and calls that need a
 running guest (console, agent, ``wait_for_halt_or``) are raced against it
 halting too, as in petri: a crashed guest gives ``VmHalted: <reason>``, a dead
 QEMU gives ``VmGone``, never a hang. The state these races read lives in
-``VmEvents`` (vm_events.py); the feature mixins (petri_nb.vm.save_restore, petri_nb.vm.debug)
+``VmEvents`` (events.py); the feature mixins (petri_nb.vm.save_restore, petri_nb.vm.debug)
 build on this class, and ``petri_nb.vm.facade.AsyncVm`` puts them together.
 """
 
