@@ -167,5 +167,5 @@ def test_plot_compare_draws_a_ratio_per_metric_with_its_interval(tmp_path: Path)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no evidence", "slower"]
     ax.figure.savefig(tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 5000
-    with pytest.raises(petri_nb.PetriError, match="expected the table petri_nb.analysis.compare"):
+    with pytest.raises(petri_nb.PetriError, match="expected the table petri_nb.compare"):
         petri_nb.plot.compare(a)

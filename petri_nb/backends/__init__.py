@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 RuntimeFactory = Callable[["Guest", str, str], "Runtime"]
 
 _factories: dict[str, RuntimeFactory | str] = {"qemu": "petri_nb.backends.qemu:QemuRuntime"}
-#: Does one live-view button for a VM: (its control socket, the action) -> None.
-ViewControl = Callable[[Path, str], Awaitable[None]]
+#: Does one live-view button for a VM: (its run dir, its control socket, the action) -> None.
+ViewControl = Callable[[Path, Path, str], Awaitable[None]]
 #: Each backend's view buttons, for the view server (which knows a VM only by its run dir).
 _view_controls: dict[str, ViewControl | str] = {"qemu": "petri_nb.backends.qemu.view_control:run_action"}
 

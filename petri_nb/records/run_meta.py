@@ -24,7 +24,7 @@ import pandas as pd
 
 #: The metadata columns ``read_timelines`` adds after the timeline schema's columns (all ``string``).
 META_COLUMNS = ("host", "qemu_version", "accel", "firmware", "guest_hash", "petri_nb_version", "git_commit")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # petri_nb/
 SOURCE_TREE = PACKAGE_DIR.parent
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ..backends import view_control
 from ..backends.view import note_view_action
 from .bridge import SideChannelHandler
+from .rundirs import ViewSocket
 
 #: The buttons the view has; what each does is the backend's (backends.view_control).
 ACTIONS = ("reset", "pause", "resume", "powerdown", "poweroff")
@@ -26,16 +27,16 @@ ACTIONS = ("reset", "pause", "resume", "powerdown", "poweroff")
 _locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
-async def run_action(sock: Path, action: str) -> None:
-    """Do ``action`` on the VM whose control socket is ``sock`` (one client at a time per VM)."""
+async def run_action(view: ViewSocket, action: str) -> None:
+    """Do ``action`` on the VM whose control socket is ``view`` (one client at a time per VM)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    lock = _locks.get(sock)
+    lock = _locks.get(view.rundir)
     if lock is None:
-        lock = _locks[sock] = asyncio.Lock()
+        lock = _locks[view.rundir] = asyncio.Lock()
     async with lock:
-        note_view_action(sock.parent, action)  # before acting: the kernel's timeline names the button
-        await view_control(sock.parent)(sock, action)
+        note_view_action(view.dir, action)  # before acting: the kernel's timeline names the button
+        await view_control(view.dir)(view.dir, Path(view.path), action)
 
 
 class ControlHandler(SideChannelHandler):

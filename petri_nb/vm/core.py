@@ -177,8 +177,10 @@ class VmCore(VmEvents):
         next is heard); ``wait_ready=False`` returns as soon as QEMU has reset."""
         await self._diagnoser.settled()  # a halt being diagnosed is reported before the reset
         before, since = len(self.halts), readiness.mark(self)
+        # From here expect() reads the new boot, not the last one (before QMP's RESET can make the
+        # state "running": whoever sees that and expects the banner must not find the old one).
+        self.console.skip_to(since.console)
         await self._call("reset", self.runtime.reset())
-        self.console.skip_to(since.console)  # expect() now reads the new boot, not the last one
         self._acknowledge_halts(before)  # a halt during the reset (a guest crashing at once) stays pending
         self._transition(Fact.RESTARTED)
         if not wait_ready:

@@ -31,25 +31,25 @@ COMMANDS = {
 }
 
 
-async def run_action(sock: Path, action: str) -> None:
+async def run_action(rundir: Path, sock: Path, action: str) -> None:
     """Connect to the VM's control monitor, do ``action``, disconnect."""
     if action not in COMMANDS:
         raise ValueError(f"unknown action {action!r}")
     qmp = QMPClient("petri_nb-view")
     await asyncio.wait_for(qmp.connect(str(sock)), QMP_TIMEOUT)
     try:
-        await asyncio.wait_for(_act(qmp, action, sock), ACTION_TIMEOUT)
+        await asyncio.wait_for(_act(qmp, action, rundir), ACTION_TIMEOUT)
     finally:
         with contextlib.suppress(Exception):
             await qmp.disconnect()
 
 
-async def _act(qmp: QMPClient, action: str, sock: Path) -> None:
+async def _act(qmp: QMPClient, action: str, rundir: Path) -> None:
     if action == "reset":  # qboot and OVMF do not reboot themselves after a reset: no wait for it
         async def status() -> str:
             return str((await qmp.execute("query-status"))["status"])
         await host_reset(qmp.execute, qmp.listen, status, None,
-                         read_facts(sock.parent).get("firmware_reboots_after_reset", True))
+                         read_facts(rundir).get("firmware_reboots_after_reset", True))
     elif action == "poweroff":
         with contextlib.suppress(QMPError, EOFError, OSError):
             await qmp.execute("quit")
