@@ -22,6 +22,7 @@ from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
 from .persist import read_timelines
+from .petri_results import read_petri_results
 from .run_state import RunState
 from .runs_report import runs_report
 from .vm import AsyncVm, Vm, launch, launch_async, replay, replay_async
@@ -51,6 +52,7 @@ __all__ = [
     "launch",
     "launch_async",
     "plot",
+    "read_petri_results",
     "read_timelines",
     "register_guest",
     "replay",
