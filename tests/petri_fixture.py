@@ -29,7 +29,7 @@ def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes
     return out.getvalue()
 
 
-class TestFolder:
+class PetriTestDir:
     """One test's folder: log lines go to petri.jsonl and to ``<source>.log``, as PetriLogFile writes them."""
 
     def __init__(self, run: Path, test: str, start: str = "2026-03-04T05:06:07") -> None:
@@ -66,7 +66,7 @@ class TestFolder:
 
 
 def linux_boot(run: Path, screens: bool = True) -> None:
-    t = TestFolder(run, "x86_64::openvmm_linux_direct_x64")
+    t = PetriTestDir(run, "x86_64::openvmm_linux_direct_x64")
     t.trace(0.0, "INFO", "petri::vm: starting vm")
     t.line(0.1, "openvmm", "INFO", "0.004211000s  INFO openvmm: starting")
     t.line(0.2, "openvmm", "INFO", "0.104211000s  WARN vmm_core: unknown MSR 0x1234")
@@ -82,7 +82,7 @@ def linux_boot(run: Path, screens: bool = True) -> None:
 
 
 def uefi_triple_fault(run: Path) -> None:
-    t = TestFolder(run, "x86_64::openhcl_uefi_x64_boot")
+    t = PetriTestDir(run, "x86_64::openhcl_uefi_x64_boot")
     t.trace(0.0, "INFO", "petri::vm: starting vm")
     t.line(0.2, "uefi", "INFO", "BdsDxe: loading Boot0001")
     t.attach(0.4, "timeout_inspect_vmm.log", b"vm: {\n  state: running\n}\n")
@@ -92,7 +92,7 @@ def uefi_triple_fault(run: Path) -> None:
 
 
 def flaky(run: Path, fails: bool) -> None:
-    t = TestFolder(run, "x86_64::openvmm_uefi_x64_flaky")
+    t = PetriTestDir(run, "x86_64::openvmm_uefi_x64_flaky")
     t.trace(0.0, "INFO", "petri::vm: starting vm")
     if fails:
         t.trace(0.6, "WARN", "petri: unstable test failed error=Test timed out")
@@ -103,7 +103,7 @@ def flaky(run: Path, fails: bool) -> None:
 
 
 def killed(run: Path) -> None:
-    t = TestFolder(run, "x86_64::openvmm_pcat_x64_killed")
+    t = PetriTestDir(run, "x86_64::openvmm_pcat_x64_killed")
     t.trace(0.0, "INFO", "petri::vm: starting vm")
     t.line(0.1, "pcat", "INFO", "SeaBIOS (version 1.16)")
     t.end(None)
