@@ -14,6 +14,7 @@ from typing import Any
 from .analysis import plot
 from .analysis.compare import compare
 from .analysis.flakiness import flakiness
+from .analysis.petri_results import read_petri_results
 from .analysis.runs_report import runs_report
 from .errors import (
     AgentError,
@@ -111,6 +112,7 @@ __all__ = [
     "launch",
     "launch_async",
     "plot",
+    "read_petri_results",
     "read_timelines",
     "register_guest",
     "replay",

@@ -41,7 +41,7 @@ def test_clean_run_exports_as_passed(vm: petri_nb.Vm, tmp_path: Path):
     vm.console.write("poweroff\n")
     vm.wait_for_halt(timeout=20)
     out = export_petri_log(vm.timeline(), tmp_path / "t")
-    assert (out / "petri.passed").read_text() == vm.name and not (out / "petri.failed").exists()
+    assert (out / "petri.passed").read_bytes() == b"" and not (out / "petri.failed").exists()  # petri's is empty
     out = export_petri_log(vm.timeline(), tmp_path / "t", passed=False)  # the caller's verdict wins
     assert (out / "petri.failed").exists() and not (out / "petri.passed").exists()
 
@@ -60,18 +60,16 @@ def test_foreign_petri_log_imports_as_a_timeline(tmp_path: Path):
     assert {c: str(t) for c, t in frame.dtypes.items()} == EXPECTED
     assert frame["t"].tolist() == [0.0, 1.5, 2.0]
     assert frame["source"].astype(str).tolist() == ["runtime", "console", "runtime"]
-    assert frame["kind"].tolist() == ["petri", "guest", "petri"]
-    assert frame["detail"].tolist()[1] == "login:"
-    assert json.loads(frame["data"].iloc[2]) == {"severity": "ERROR"}
+    assert frame["kind"].tolist() == ["log", "line", "log"]
+    assert frame["detail"].tolist() == ["starting vm", "login:", "timed out"]
     assert frame.attrs["outcome"] == "incomplete" and (frame["vm"] == "x86_64::openhcl_boot").all()
 
 
 def test_bad_petri_inputs_are_clear_errors(tmp_path: Path):
-    with pytest.raises(petri_nb.PetriError, match="not a petri test directory"):
+    with pytest.raises(petri_nb.PetriError, match="holds no petri test results"):
         read_petri_log(tmp_path)
-    (tmp_path / "petri.jsonl").write_text("not json\n")
-    with pytest.raises(petri_nb.PetriError, match=r"petri.jsonl:1: not a petri log line"):
-        read_petri_log(tmp_path)
+    (tmp_path / "petri.jsonl").write_text("not json\n")  # a row says so; nothing else is lost
+    assert read_petri_log(tmp_path)["detail"].iloc[0].startswith("petri.jsonl:1: not a petri log line")
     with pytest.raises(petri_nb.PetriError, match="needs a timeline frame"):
         export_petri_log(pd.DataFrame({"x": [1]}), tmp_path / "o")
     two = pd.concat([empty_frame()] * 2)

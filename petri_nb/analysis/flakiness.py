@@ -11,6 +11,8 @@ What a run's outcome is depends on what the runs are:
   beside it (``halt:<REASON>`` columns) but do not make a fleet unstable: an experiment
   such as ``halt-each`` halts differently on purpose.
 * timeline frames or saved runs: the reason of the run's last halt row, or ``no halt``.
+* petri results (``read_petri_results``): petri's outcome (passed, failed, failed_unstable,
+  incomplete), each test folder a run, by default grouped by test name.
 
 What an experiment is (``by``): a fleet is one experiment (named after its run
 folder); for timelines the default is the VM name without its trailing ``-<number>``
@@ -70,10 +72,14 @@ def _timeline_outcomes(frame: pd.DataFrame, by: str | Callable[[Any], Any]) -> p
     if isinstance(by, str) and by != DEFAULT_BY and by not in frame.columns:
         raise BadArgument(f"by={by!r} is not a column of the timeline ({', '.join(map(str, frame.columns))})")
     rows = []
+    petri = {"outcome", "test"} <= set(frame.columns)
     for run, rows_of_run in by_run(frame).items():
         halts = rows_of_run[rows_of_run["source"].astype(str) == "halt"]
         outcome = NO_HALT if halts.empty else str(halts["reason"].iloc[-1])
-        if by == DEFAULT_BY:
+        outcome = str(rows_of_run["outcome"].iloc[0]) if petri else outcome
+        if by == DEFAULT_BY and petri:
+            key = rows_of_run["test"].iloc[0]
+        elif by == DEFAULT_BY:
             key = rows_of_run["vm"].iloc[0] if "vm" in rows_of_run else run
             key = str(key).rsplit("-", 1)[0] if str(key).rsplit("-", 1)[-1].isdigit() else str(key)
         elif isinstance(by, str):

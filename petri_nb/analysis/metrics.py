@@ -14,6 +14,8 @@ Built-in metrics (all durations in seconds):
   ``ready`` (default ``READY``, e.g. tmk's ``tmk: ready``) or a runtime ``ready`` row. A
   reset followed by another reset before any ready row is not timed.
 * ``boot_to_ready``: the runtime ``ready`` row's ``t``: launch to guest ready.
+* ``test_durations``: a petri test's first to last row, keyed by test (``read_petri_results``
+  frames; passed tests only: a failure's time says when it failed, not how fast it ran).
 * ``halt_reasons``: one sample per halt, keyed by reason; compared as a mix, not a size.
 """
 
@@ -88,10 +90,19 @@ def halt_reasons(frame: pd.DataFrame, ready: str = READY) -> pd.DataFrame:
     return _samples(halts["run"], halts["reason"].astype("object").fillna("OTHER"), np.ones(len(halts)))
 
 
+def test_durations(frame: pd.DataFrame, ready: str = READY) -> pd.DataFrame:
+    if not {"test", "outcome"} <= set(frame.columns):
+        return _samples([], [], [])
+    passed = frame[frame["outcome"].astype(str) == "passed"].astype({"run": "object", "test": "object"})
+    spans = passed.groupby("run", sort=False).agg(test=("test", "first"), lo=("t", "min"), hi=("t", "max"))
+    return _samples(spans.index, spans["test"], spans["hi"] - spans["lo"])
+
+
 BUILTIN = {m.name: m for m in (
     Metric("call_durations", call_durations, "duration", "s"),
     Metric("reset_to_ready", reset_to_ready, "duration", "s"),
     Metric("boot_to_ready", boot_to_ready, "duration", "s"),
+    Metric("test_durations", test_durations, "duration", "s"),
     Metric("halt_reasons", halt_reasons, "mix", "share of halts"),
 )}
 

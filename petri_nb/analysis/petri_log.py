@@ -1,31 +1,34 @@
-"""Interop with petri's per-test log directories, so petri's own log viewer can open our runs.
+"""Our runs written as petri test folders, in petri's own layout, and read back through read_petri_results.
 
-A petri test directory holds ``petri.jsonl`` (one JSON object per line with
-``timestamp``, ``source``, ``severity`` and ``message``), ``petri.test`` (the test
-name, written when the test starts) and a result marker: ``petri.passed``, or
-``petri.failed`` whose text is the error. We write the same layout; each line
-also carries a ``petri_nb`` object with the row's own columns, so importing our
-export gives the original timeline back, and a foreign petri log imports too.
+A test folder holds ``petri.test`` (the test name, written when the test starts),
+``petri.jsonl`` (one JSON object per line: ``timestamp``, ``source``, ``severity``,
+``message``; or ``timestamp`` and ``attachment`` naming a file beside it), one
+``<source>.log`` per source with that source's text, and a result marker: an empty
+``petri.passed``, or ``petri.failed`` holding the error. CI puts the folders at
+``<run_id>_<attempt>/<job>-vmm-tests-logs/<test with :: as __>/``; so does
+``export_petri_results``. Each line also carries a ``petri_nb`` object with the row's
+own columns, so reading an export gives the original timeline back. (logview reads
+only from its blob store, so it can't open these folders; our reader can.)
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import PetriError
 from ..records.persist import _atomic_write
-from ..records.timeline import COLUMNS, conform
+from ..records.timeline import COLUMNS
+from .petri_format import FAILED, FAILED_UNSTABLE, JOB_SUFFIX, LOG, PASSED, TEST, test_folder
 
-LOG = "petri.jsonl"
-TEST = "petri.test"
-PASSED = "petri.passed"
-FAILED = "petri.failed"
 #: Halts that mean the test failed (a power-off, reset or hibernate may be the point of a test).
 FAILING_HALTS = ("TRIPLE_FAULT", "PANIC", "OTHER")
+_PNG_DATA = re.compile(r'("png":\s*")([A-Za-z0-9+/=]*)(")')
 
 
 def severity(source: str, kind: str, reason: str | None, data: str) -> str:
@@ -44,12 +47,21 @@ def _message(kind: str, reason: str | None, detail: str) -> str:
     return f"{head}: {detail}" if detail else head
 
 
+def _attachment_name(used: dict[str, int], name: str) -> str:
+    """petri's rule for a repeated attachment name: ``screenshot.png``, then ``screenshot_1.png``, ..."""
+    n = used.get(name, 0)
+    used[name] = n + 1
+    stem, dot, ext = name.rpartition(".")
+    return name if n == 0 else f"{stem}_{n}{dot}{ext}"
+
+
 def export_petri_log(frame: pd.DataFrame, directory: str | os.PathLike[str], test_name: str | None = None,
                      passed: bool | None = None) -> Path:
-    """Write one run's timeline as a petri test directory; returns it.
+    """Write one run's timeline as a petri test folder; returns it.
 
     ``passed=None`` decides from the rows: the test failed if any row is ERROR
     (a triple fault, panic or unexplained halt, a failed call, a lost VM).
+    Screen rows become PNG files beside the log, named as petri names screenshots.
     """
     if not isinstance(frame, pd.DataFrame) or not set(COLUMNS) <= set(frame.columns):
         raise PetriError("export_petri_log() needs a timeline frame (vm.timeline() or read_timelines())")
@@ -62,76 +74,78 @@ def export_petri_log(frame: pd.DataFrame, directory: str | os.PathLike[str], tes
     except OSError as e:
         raise PetriError(f"cannot create petri log directory {out}: {e.strerror or e}") from e
     name = test_name or (str(frame["vm"].iloc[0]) if len(frame) else out.name)
-    lines, errors = [], []
-    for row in frame.itertuples(index=False):
+    lines, errors, logs, used = [], [], {}, {}
+    for row in frame[list(COLUMNS)].itertuples(index=False):
         reason = None if pd.isna(row.reason) else str(row.reason)
-        source, kind, detail, data = str(row.source), str(row.kind), str(row.detail), str(row.data or "")
+        source, kind, detail = str(row.source), str(row.kind), "" if pd.isna(row.detail) else str(row.detail)
+        data = "" if pd.isna(row.data) else str(row.data)
         sev = severity(source, kind, reason, data)
         message = _message(kind, reason, detail)
+        ours = {"vm": row.vm, "run": row.run, "t": row.t, "wall_ns": row.wall.value, "source": source,
+                "kind": kind, "reason": reason, "detail": detail, "data": data}
+        stamp = row.wall.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        png = _PNG_DATA.search(data) if source == "screen" else None
+        if png:
+            file = _attachment_name(used, "screenshot.png")
+            blob = base64.b64decode(png.group(2))
+            _atomic_write(out / file, lambda tmp, b=blob: tmp.write_bytes(b))
+            ours["data"] = data[:png.start(2)] + data[png.end(2):]
+            lines.append(json.dumps({"timestamp": stamp, "attachment": file, "petri_nb": ours}))
+            continue
         if sev == "ERROR":
             errors.append(message)
-        lines.append(json.dumps({
-            "timestamp": row.wall.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "source": source,
-            "severity": sev,
-            "message": message,
-            "petri_nb": {"vm": row.vm, "run": row.run, "t": row.t, "wall_ns": row.wall.value, "kind": kind,
-                         "reason": reason, "detail": detail, "data": data},
-        }))
+        logs.setdefault(source, []).append(message)
+        lines.append(json.dumps({"timestamp": stamp, "source": source, "severity": sev, "message": message,
+                                 "petri_nb": ours}))
     ok = not errors if passed is None else passed
     _atomic_write(out / TEST, lambda tmp: tmp.write_text(name))
     _atomic_write(out / LOG, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
-    for stale in (PASSED, FAILED):
+    for source, texts in logs.items():
+        _atomic_write(out / f"{source}.log", lambda tmp, t=texts: tmp.write_text("".join(x + "\n" for x in t)))
+    for stale in (PASSED, FAILED, FAILED_UNSTABLE):
         (out / stale).unlink(missing_ok=True)
     if ok:
-        _atomic_write(out / PASSED, lambda tmp: tmp.write_text(name))
+        _atomic_write(out / PASSED, lambda tmp: tmp.write_bytes(b""))
     else:
         _atomic_write(out / FAILED, lambda tmp: tmp.write_text(errors[0] if errors else "failed"))
     return out
 
 
-def read_petri_log(directory: str | os.PathLike[str]) -> pd.DataFrame:
-    """A petri test directory (ours or petri's own) as a timeline frame.
+def export_petri_results(frame: pd.DataFrame, root: str | os.PathLike[str], run_id: int | str, attempt: int = 1,
+                         job: str = "petri-nb") -> Path:
+    """Write every run of ``frame`` as one CI run's test folders (``<run_id>_<attempt>/<job>-vmm-tests-logs/``,
+    each test named by its ``vm``); returns the run folder."""
+    if not isinstance(frame, pd.DataFrame) or "vm" not in frame.columns or "run" not in frame.columns:
+        raise PetriError("export_petri_results() needs a timeline frame (vm.timeline() or read_timelines())")
+    if not str(run_id).isdigit() or isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise PetriError(f"a CI run is <run_id>_<attempt> with a numeric run id and attempt >= 1, not "
+                         f"{run_id!r}_{attempt!r}")
+    runs = {str(run): rows for run, rows in frame.groupby("run", sort=False, observed=True)}
+    names = {run: str(rows["vm"].iloc[0]) for run, rows in runs.items()}
+    twice = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if twice:
+        raise PetriError(f"one CI run holds each test once; {', '.join(twice)} ran more than once: export each "
+                         "run with its own run_id")
+    folder = Path(root) / f"{run_id}_{attempt}" / f"{job}{JOB_SUFFIX}"
+    for run, rows in runs.items():
+        export_petri_log(rows, folder / test_folder(names[run]), test_name=names[run])
+    return folder.parent
 
-    Foreign lines map ``source == "petri"`` to ``runtime`` and every other source
-    (guest, firmware and paravisor logs) to ``console``, keeping petri's source name
-    in ``kind`` and its severity in ``data``. ``frame.attrs`` has ``test``,
-    ``outcome`` (passed, failed or incomplete) and ``error``.
+
+def read_petri_log(directory: str | os.PathLike[str]) -> pd.DataFrame:
+    """One petri test folder (ours or petri's own) as a timeline frame, the schema's columns only.
+
+    ``frame.attrs`` has ``test``, ``outcome`` (passed, failed, failed_unstable or
+    incomplete) and ``error``. ``read_petri_results`` keeps the rest of petri's columns.
     """
-    path = Path(directory)
-    log = path / LOG
-    if not log.is_file():
-        raise PetriError(f"{path} is not a petri test directory (no {LOG})")
-    test = (path / TEST).read_text().strip() if (path / TEST).exists() else path.name
-    rows = []
-    first_ns = None
-    for n, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            ours = entry.get("petri_nb")
-            wall = pd.Timestamp(entry["timestamp"])
-            wall = wall.tz_localize("UTC") if wall.tzinfo is None else wall.tz_convert("UTC")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise PetriError(f"{log}:{n}: not a petri log line ({e})") from None
-        if isinstance(ours, dict):
-            rows.append({**ours, "wall": pd.Timestamp(ours["wall_ns"], tz="UTC"), "source": entry.get("source")})
-            continue
-        first_ns = wall.value if first_ns is None else first_ns
-        source = str(entry.get("source", ""))
-        rows.append({
-            "vm": test, "run": path.name, "t": (wall.value - first_ns) / 1e9, "wall": wall,
-            "source": "runtime" if source == "petri" else "console", "kind": source, "reason": None,
-            "detail": str(entry.get("message", "")).rstrip("\n"),
-            "data": json.dumps({"severity": entry.get("severity")}),
-        })
-    frame = conform(pd.DataFrame(rows, columns=list(COLUMNS)))
-    frame.attrs["test"] = test
-    if (path / PASSED).exists():
-        frame.attrs["outcome"], frame.attrs["error"] = "passed", None
-    elif (path / FAILED).exists():
-        frame.attrs["outcome"], frame.attrs["error"] = "failed", (path / FAILED).read_text()
-    else:
-        frame.attrs["outcome"], frame.attrs["error"] = "incomplete", None
+    from .petri_results import read_petri_results
+
+    full = read_petri_results(directory, workers=1)
+    if full["run"].nunique() != 1:
+        raise PetriError(f"{directory} holds {full['run'].nunique()} petri tests; read_petri_log() reads one "
+                         "(read_petri_results() reads many)")
+    frame = full[list(COLUMNS)].copy()
+    error = full["error"].iloc[0]
+    frame.attrs = {"test": str(full["test"].iloc[0]), "outcome": str(full["outcome"].iloc[0]),
+                   "error": None if pd.isna(error) else str(error)}
     return frame
