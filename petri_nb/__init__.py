@@ -21,6 +21,7 @@ from .flaky import flakiness
 from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
+from .keyboard import AsyncKeyboard, Keyboard
 from .persist import read_timelines
 from .run_state import RunState
 from .runs_report import runs_report
@@ -28,6 +29,7 @@ from .vm import AsyncVm, Vm, launch, launch_async, replay, replay_async
 
 __all__ = [
     "AgentError",
+    "AsyncKeyboard",
     "AsyncVm",
     "BreakpointHit",
     "ConsoleFailure",
@@ -36,6 +38,7 @@ __all__ = [
     "Halt",
     "HaltReason",
     "InspectNode",
+    "Keyboard",
     "LaunchError",
     "NotSupported",
     "Nic",

@@ -25,6 +25,7 @@ from .errors import LaunchError, PetriError, PetriTimeout
 from .guests import Guest, describe
 from .icount import IcountStamps
 from .introspect import InspectNode
+from .keyboard import Keyboard, KeyboardMixin
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_meta import describe_run, process_facts
 from .run_state import Fact
@@ -44,7 +45,7 @@ BOOT_EVENT_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 120.0
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin, KeyboardMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     @property
@@ -230,6 +231,7 @@ class Vm:
             handle = super().__new__(cls)
             handle.aio = aio
             handle.console = Console(aio.console)
+            handle._keyboard = Keyboard(aio.keyboard)
             handle._view = None
             aio.__dict__["_blocking_handle"] = handle
         return handle
@@ -237,6 +239,11 @@ class Vm:
     def __repr__(self) -> str:
         halt = f" last_halt={self.last_halt}" if self.last_halt else ""
         return f"<Vm {self.name} guest={self.aio.guest.name} state={self.state}{halt}>"
+
+    @property
+    def keyboard(self) -> Keyboard:
+        """Type, press keys and click (petri_nb.keyboard): ``vm.keyboard.type("echo hi\\n")``."""
+        return self._keyboard
 
     @property
     def agent(self) -> Agent:

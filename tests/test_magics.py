@@ -89,6 +89,11 @@ BAD_INPUTS = [
     ("seek later", "instruction count or 'end'"),
     ("seek", "required: ICOUNT"),
     ("use", "required: name"),
+    ("type", "required: text"),
+    ("type caf\u00e9", "cannot type '\u00e9' on a US keyboard"),
+    ("key", "required: COMBO"),
+    ("key ctrl-alt-dlete", "unknown key 'dlete' in 'ctrl-alt-dlete'"),
+    ("key ret --hold -1", "argument --hold: must be a positive"),
     ("use ghost", "no running VM named 'ghost'"),
     ("use a b", "unrecognized arguments: b"),
     ("ls -l", "unrecognized arguments: -l"),
@@ -195,7 +200,8 @@ def test_bad_input_is_a_one_line_usage_error(shell: InteractiveShell, line: str,
 
 
 def test_vm_subcommands_without_a_vm_say_how_to_get_one(shell: InteractiveShell):
-    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0", "seek": " 0"}
+    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0", "seek": " 0",
+                  "type": " hi", "key": " ret"}
     for name, sub in SUBCOMMANDS.items():
         if sub.needs_vm or name == "teardown":
             with pytest.raises(UsageError, match="no current VM; start one with `%petri launch`"):

@@ -9,10 +9,11 @@ import pytest
 from petri_nb.agent import Agent, AsyncAgent
 from petri_nb.backends.base import EventSink
 from petri_nb.console import AsyncConsole, Console
+from petri_nb.keyboard import AsyncKeyboard, Keyboard
 from petri_nb.loop import public_coroutines
 from petri_nb.vm import AsyncVm, Vm
 
-PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent)]
+PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent), (AsyncKeyboard, Keyboard)]
 #: Async return types and their blocking counterparts.
 SYNC_TYPE = {"AsyncAgent": "Agent", "AsyncConsole": "Console", "AsyncVm": "Vm"}
 #: What only the backend calls (EventSink) is no user API, so it has no twin.

@@ -171,6 +171,14 @@ def wait_screen(session: Session, vm: Vm, args: argparse.Namespace) -> Any:
                                   still_for=args.still, timeout=args.timeout)
 
 
+def type_(session: Session, vm: Vm, args: argparse.Namespace) -> None:
+    vm.keyboard.type(" ".join(args.text) + ("\n" if args.enter else ""))
+
+
+def key(session: Session, vm: Vm, args: argparse.Namespace) -> None:
+    vm.keyboard.press(*args.combos, hold=args.hold)
+
+
 def inspect(session: Session, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:
     with waiting(f"inspecting {vm.name}"):
         return vm.inspect(args.path).to_frame()
