@@ -22,6 +22,7 @@ from .guests import Disk, Guest, Nic, register_guest
 from .halt import Halt, HaltReason
 from .introspect import InspectNode, inspect_diff
 from .keyboard import AsyncKeyboard, Keyboard
+from .needles import Needle, ScreenMatch
 from .persist import read_timelines
 from .run_state import RunState
 from .runs_report import runs_report
@@ -40,11 +41,13 @@ __all__ = [
     "InspectNode",
     "Keyboard",
     "LaunchError",
+    "Needle",
     "NotSupported",
     "Nic",
     "PetriError",
     "PetriTimeout",
     "RunState",
+    "ScreenMatch",
     "Vm",
     "VmGone",
     "VmHalted",

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 
 from PIL import Image, ImageOps
 
-from .errors import BadArgument, NotSupported
+from .errors import BadArgument, NotSupported, PetriTimeout
 from .loop import runs_on_runtime_loop
+from .screen_match import NeedleWatch, as_needle
 from .screen_stream import screen_digest
 from .vm_core import VmCore
 
@@ -87,38 +89,50 @@ class ScreenTextMixin(VmCore):
 
     @runs_on_runtime_loop
     async def wait_for_screen(self, text: str | None = None, changed: bool | Image.Image = False,
-                              still_for: float | None = None, timeout: float | None = WAIT_TIMEOUT) -> Image.Image:
+                              still_for: float | None = None, timeout: float | None = WAIT_TIMEOUT,
+                              like: Any = None) -> Image.Image:
         """Wait until the screen shows ``text`` (a regex, searched in ``screen_text()``), has ``changed``
         (True: from how it looks when the call starts; an image: from that earlier ``screenshot()``, so
-        a change caused before the call still counts), and has stayed the same for ``still_for``
-        seconds: all that are given. Returns that screen; raises VmHalted if the VM halts first and
-        PetriTimeout after ``timeout``."""
-        if text is None and changed is False and still_for is None:
-            raise BadArgument("wait_for_screen() needs text=, changed=True or still_for= (else it waits for nothing)")
+        a change caused before the call still counts), has stayed the same for ``still_for`` seconds,
+        and matches the needle ``like`` (a Needle or its path; petri_nb.needles): all that are given.
+        Returns that screen; raises VmHalted if the VM halts first and PetriTimeout after ``timeout``
+        (naming a needle's best candidate)."""
+        if text is None and changed is False and still_for is None and like is None:
+            raise BadArgument("wait_for_screen() needs text=, changed=True, still_for= or like= "
+                              "(else it waits for nothing)")
+        watch = None if like is None else NeedleWatch(as_needle(like), self._record)
         try:
             regex = None if text is None else re.compile(text)
         except re.error as e:
             raise BadArgument(f"wait_for_screen(text={text!r}) is not a regular expression: {e}") from None
         wanted = ", ".join(w for w in (f"text {text!r}" if text is not None else "",
                                        "a change" if changed is not False else "",
-                                       f"{still_for:g} s unchanged" if still_for is not None else "") if w)
+                                       f"{still_for:g} s unchanged" if still_for is not None else "",
+                                       f"needle {watch.needle.name!r}" if watch else "") if w)
         before = screen_digest(changed) if isinstance(changed, Image.Image) else None
-        return await self._call("wait_for_screen", self._look_until(regex, changed is not False, before, still_for),
-                                halts=True, timeout=timeout, what=f"the screen to show {wanted}")
+        try:
+            return await self._call("wait_for_screen", self._look_until(regex, changed is not False, before,
+                                                                        still_for, watch),
+                                    halts=True, timeout=timeout, what=f"the screen to show {wanted}")
+        except PetriTimeout as e:
+            if watch is None:
+                raise
+            raise PetriTimeout(f"{e}; {await watch.failed()}") from None
 
     async def _look_until(self, regex: re.Pattern[str] | None, changed: bool, first: bytes | None,
-                          still_for: float | None) -> Image.Image:
+                          still_for: float | None, watch: NeedleWatch | None = None) -> Image.Image:
         last = None
         since = 0.0
-        shows_text = False
+        shows_text = shows_like = False
         while True:
             image = await self.runtime.screenshot()
             digest, now = screen_digest(image), time.monotonic()
             if digest != last:
                 last, since = digest, now
                 shows_text = regex is not None and bool(regex.search(await self._read_text(image)))
+                shows_like = watch is not None and await watch.check(image)
             first = first or digest
-            if ((regex is None or shows_text) and (not changed or digest != first)
+            if ((regex is None or shows_text) and (watch is None or shows_like) and (not changed or digest != first)
                     and (still_for is None or now - since >= still_for)):
                 return image
             await asyncio.sleep(LOOK_EVERY)  # polling: QEMU has no event for a changed screen

@@ -29,6 +29,7 @@ from .keyboard import Keyboard, KeyboardMixin
 from .loop import blocking_twins, run_blocking, runs_on_runtime_loop
 from .run_meta import describe_run, process_facts
 from .run_state import Fact
+from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
 from .state import StateMixin
 from .timetravel import TimeTravelMixin, start_replay
@@ -45,7 +46,8 @@ BOOT_EVENT_TIMEOUT = 60.0
 INSPECT_TIMEOUT = 120.0
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin, KeyboardMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin, KeyboardMixin,
+              ScreenMatchMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     @property

@@ -164,11 +164,16 @@ def screen_text(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText
 
 
 def wait_screen(session: Session, vm: Vm, args: argparse.Namespace) -> Any:
-    if args.text is None and not args.changed and args.still is None:
-        raise UsageError("%petri wait-screen: needs --text REGEX, --changed or --still S")
+    if args.text is None and not args.changed and args.still is None and args.like is None:
+        raise UsageError("%petri wait-screen: needs --text REGEX, --changed, --still S or --like NEEDLE")
     with waiting(f"waiting for {vm.name}'s screen", args.timeout):
         return vm.wait_for_screen(text=None if args.text is None else args.text.pattern, changed=args.changed,
-                                  still_for=args.still, timeout=args.timeout)
+                                  still_for=args.still, timeout=args.timeout, like=args.like)
+
+
+def needle(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    cut = petri_nb.Needle.from_screen(vm, (args.x, args.y, args.w, args.h), name=args.name, threshold=args.threshold)
+    return PlainText(f"needle {cut.name!r} ({args.w}x{args.h} at {args.x},{args.y}) saved as {cut.save(args.dir)}")
 
 
 def type_(session: Session, vm: Vm, args: argparse.Namespace) -> None:
