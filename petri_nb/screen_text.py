@@ -3,8 +3,9 @@
 In a VGA text mode the characters are in guest memory (0xB8000: a character byte and an
 attribute byte per cell), so reading them is exact and cheap: one screendump to learn the
 mode from the screen's size and one physical-memory read. A graphics mode has no text to
-read, so its pixels go through OCR (Debian's ``tesseract-ocr`` via pytesseract); the result
-says which way it was read (``ScreenText.source``), because OCR can misread.
+read, so its pixels go through OCR (petri_nb.ocr: Debian's ``tesseract-ocr`` after
+preprocessing); the result says which way it was read (``ScreenText.source``), because OCR
+can misread, and keeps word boxes either way (``.find(regex)``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import re
 import time
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .errors import BadArgument, NotSupported, PetriTimeout
+from .errors import BadArgument, PetriTimeout
 from .loop import runs_on_runtime_loop
+from .ocr import Word, cell_words, find_boxes, read
 from .screen_match import NeedleWatch, as_needle
 from .screen_stream import screen_digest
 from .vm_core import VmCore
@@ -29,22 +31,26 @@ TEXT_MODES = {(720, 400): (80, 25), (640, 400): (80, 25), (720, 350): (80, 25), 
 #: Seconds between looks while waiting for the screen (QEMU has no "screen changed" event).
 LOOK_EVERY = 0.25
 WAIT_TIMEOUT = 60.0
-#: tesseract's ``thresholding_method`` for Leptonica's adaptive Otsu.
-ADAPTIVE_OTSU = 1
 
 
 class ScreenText(str):
     """The screen's text, one line per row (trailing blanks dropped); ``source`` says how it was
-    read: ``"vga-text"`` (exact) or ``"ocr"``."""
+    read: ``"vga-text"`` (exact) or ``"ocr"``; ``words`` are the words with their screen boxes."""
 
     source: str = "vga-text"
     columns: int = 80
     rows: int = 25
+    words: tuple[Word, ...] = ()
 
-    def __new__(cls, text: str, source: str = "vga-text", columns: int = 80, rows: int = 25) -> ScreenText:
+    def __new__(cls, text: str, source: str = "vga-text", columns: int = 80, rows: int = 25,
+                words: tuple[Word, ...] = ()) -> ScreenText:
         obj = super().__new__(cls, text)
-        obj.source, obj.columns, obj.rows = source, columns, rows
+        obj.source, obj.columns, obj.rows, obj.words = source, columns, rows, words
         return obj
+
+    def find(self, pattern: str) -> list[tuple[int, int, int, int]]:
+        """Screen boxes (x, y, w, h) of each match of the regex ``pattern`` (within one line)."""
+        return find_boxes(self, pattern)
 
 
 def decode_text_buffer(data: bytes, columns: int, rows: int) -> str:
@@ -54,20 +60,9 @@ def decode_text_buffer(data: bytes, columns: int, rows: int) -> str:
 
 
 def ocr(image: Image.Image) -> ScreenText:
-    """Text read by tesseract from a screen. Screens mix backgrounds (a dark desktop, a light
-    dialog, bars and icons), and one global threshold loses text on some of them; tesseract's
-    adaptive (tiled) Otsu keeps it."""
-    try:
-        import pytesseract
-    except ImportError:
-        raise NotSupported("screen_text() in a graphics mode needs pytesseract (pip install pytesseract)") from None
-    try:
-        text = pytesseract.image_to_string(ImageOps.grayscale(image), config=f"-c thresholding_method={ADAPTIVE_OTSU}")
-    except pytesseract.TesseractNotFoundError:
-        raise NotSupported("screen_text() in a graphics mode needs Debian's tesseract-ocr "
-                           "(apt-get install tesseract-ocr)") from None
-    lines = [line.rstrip() for line in text.splitlines()]
-    return ScreenText("\n".join(line for line in lines if line), "ocr", 0, len(lines))
+    """Text read from a graphics-mode screen by petri_nb.ocr (preprocessed per line, cached by digest)."""
+    reading = read(image)
+    return ScreenText(reading.text, "ocr", 0, reading.text.count("\n") + 1, reading.words)
 
 
 class ScreenTextMixin(VmCore):
@@ -85,7 +80,8 @@ class ScreenTextMixin(VmCore):
             return await asyncio.to_thread(ocr, image)
         columns, rows = mode
         data = await self.runtime.read_memory(VGA_TEXT, columns * rows * 2, True)
-        return ScreenText(decode_text_buffer(data, columns, rows), "vga-text", columns, rows)
+        text = decode_text_buffer(data, columns, rows)
+        return ScreenText(text, "vga-text", columns, rows, cell_words(text, image.size, columns, rows))
 
     @runs_on_runtime_loop
     async def wait_for_screen(self, text: str | None = None, changed: bool | Image.Image = False,
