@@ -100,7 +100,7 @@ def test_a_needle_from_one_boot_matches_the_next_boot_and_not_the_prompt(tmp_pat
         rows = vm.timeline().query("source == 'screen'")
         needles = rows[rows["kind"].str.startswith("needle")]
         assert list(needles["kind"])[-1] == "needle failed"
-        assert json.loads(needles["data"].iloc[0])["matched"] is True
+        assert any(json.loads(d)["matched"] for d in needles["data"])  # (the first look may beat the box)
         assert "no match, score" in needles["detail"].iloc[-2]
         assert (rows["kind"] == "screenshot").sum() >= 3  # the first looks and the best failed candidate
 
