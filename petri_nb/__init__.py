@@ -37,6 +37,8 @@ from .guests import Disk, Guest, Nic, register_guest
 from .model import BootEvent, Diagnosis, Halt, HaltReason, InspectNode, RunState, inspect_diff
 from .records import read_timelines
 from .vm import AsyncVm, Vm, facade, launch, launch_async, replay, replay_async
+from .vm.keyboard import AsyncKeyboard, Keyboard
+from .vm.needles import Needle, ScreenMatch
 
 #: Modules the README names by their old flat paths (``petri_nb.report.run``...), where they live now.
 _MOVED = {
@@ -81,6 +83,7 @@ sys.meta_path.insert(0, _MovedModules())  # before the path finders: the old fil
 
 __all__ = [
     "AgentError",
+    "AsyncKeyboard",
     "AsyncVm",
     "BadArgument",
     "BootEvent",
@@ -93,7 +96,9 @@ __all__ = [
     "HaltReason",
     "InspectNode",
     "InspectPathError",
+    "Keyboard",
     "LaunchError",
+    "Needle",
     "Nic",
     "NotSupported",
     "NotebookFailed",
@@ -103,6 +108,7 @@ __all__ = [
     "QgaError",
     "RunState",
     "SaveError",
+    "ScreenMatch",
     "Vm",
     "VmGone",
     "VmHalted",

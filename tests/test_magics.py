@@ -89,6 +89,14 @@ BAD_INPUTS = [
     ("seek later", "instruction count or 'end'"),
     ("seek", "required: ICOUNT"),
     ("use", "required: name"),
+    ("type", "required: text"),
+    ("type caf\u00e9", "cannot type '\u00e9' on a US keyboard"),
+    ("key", "required: COMBO"),
+    ("key ctrl-alt-dlete", "unknown key 'dlete' in 'ctrl-alt-dlete'"),
+    ("key ret --hold -1", "argument --hold: must be a positive"),
+    ("needle", "required: name, x, y, w, h"),
+    ("needle menu 0 0 0 10", "argument w: must be at least 1"),
+    ("needle menu 0 0 10 10 --threshold 1.5", "must be a score in"),
     ("use ghost", "no running VM named 'ghost'"),
     ("use a b", "unrecognized arguments: b"),
     ("ls -l", "unrecognized arguments: -l"),
@@ -195,7 +203,8 @@ def test_bad_input_is_a_one_line_usage_error(shell: InteractiveShell, line: str,
 
 
 def test_vm_subcommands_without_a_vm_say_how_to_get_one(shell: InteractiveShell):
-    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0", "seek": " 0"}
+    valid_args = {"send": " hello", "expect": " hello", "run": " true", "x": " 0", "break": " 0", "seek": " 0",
+                  "type": " hi", "key": " ret", "needle": " n 0 0 1 1"}
     for name, sub in SUBCOMMANDS.items():
         if sub.needs_vm or name == "teardown":
             with pytest.raises(UsageError, match="no current VM; start one with `%petri launch`"):
@@ -247,7 +256,7 @@ def test_subcommands_return_rich_objects_and_plain_guest_text(shell: Interactive
     text = shell.run_line_magic("petri", "screen-text")
     assert text.startswith("tmk") and text.endswith("[read from the VGA text buffer]")
     assert isinstance(shell.run_line_magic("petri", "wait-screen --text '^tmk' --still 0.3 --timeout 20"), Image.Image)
-    with pytest.raises(UsageError, match="needs --text REGEX, --changed or --still S"):
+    with pytest.raises(UsageError, match="needs --text REGEX, --changed, --still S or --like NEEDLE"):
         shell.run_line_magic("petri", "wait-screen")
     tree = shell.run_line_magic("petri", "inspect status")
     assert "running" in set(tree["value"].astype(str))

@@ -11,8 +11,9 @@ from petri_nb.runtime.loop import public_coroutines
 from petri_nb.vm.agent import Agent, AsyncAgent
 from petri_nb.vm.console import AsyncConsole, Console
 from petri_nb.vm.facade import AsyncVm, Vm
+from petri_nb.vm.keyboard import AsyncKeyboard, Keyboard
 
-PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent)]
+PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent), (AsyncKeyboard, Keyboard)]
 #: Async return types and their blocking counterparts.
 SYNC_TYPE = {"AsyncAgent": "Agent", "AsyncConsole": "Console", "AsyncVm": "Vm"}
 #: What only the backend calls (EventSink) is no user API, so it has no twin.

@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules with generated classes (blocking twins).
-MODULES = ("petri_nb.vm.facade", "petri_nb.vm.console", "petri_nb.vm.agent")
+MODULES = ("petri_nb.vm.facade", "petri_nb.vm.console", "petri_nb.vm.agent", "petri_nb.vm.keyboard")
 _LITERALS = (int, float, str, bool, bytes, type(None))
 #: Dunder methods a stub keeps (the rest are object's).
 _DUNDERS = ("__init__", "__new__", "__enter__", "__exit__", "__aenter__", "__aexit__")

@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import BadArgument, PetriError
+from ..records.timeline import COLUMNS, SOURCES
 from .petri_format import LOG, OUTCOMES, TEST_FILES
 from .petri_scan import Found, find, kinds, read_folders
-from ..records.timeline import COLUMNS, SOURCES
 
 #: Columns after the timeline schema's.
 EXTRA = ("run_id", "attempt", "job", "test", "outcome", "error", "level", "petri_source", "source_kind")

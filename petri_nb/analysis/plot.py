@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 #: Marker per event source; halts are drawn separately, coloured by reason.
-MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": "^", "boot": "v", "screen": "P"}
+MARKERS = {"qmp": "s", "runtime": "o", "console": "|", "inspect": "D", "agent": "^", "boot": "v", "screen": "P",
+           "input": "x"}
 SOURCE_COLORS = {"qmp": "tab:blue", "runtime": "tab:gray", "console": "tab:green", "inspect": "tab:purple",
-                 "agent": "tab:olive", "boot": "tab:pink", "screen": "tab:cyan"}
+                 "agent": "tab:olive", "boot": "tab:pink", "screen": "tab:cyan",
+                 "input": "tab:brown"}
 #: Sources sit above/below the lane centre (where halts are), so events at one instant stay visible.
 OFFSETS = {"qmp": 0.3, "runtime": 0.15, "console": -0.15, "inspect": -0.3, "agent": -0.3, "boot": 0.3,
-           "screen": 0.0}
+           "screen": 0.0, "input": -0.15}
 #: Screen watchdog thumbnails drawn on one timeline plot (spread evenly over the screen rows).
 MAX_THUMBNAILS = 12
 VERDICT_COLORS = {"slower": "tab:red", "faster": "tab:green", "higher": "tab:orange", "lower": "tab:blue",

@@ -31,7 +31,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from ..model.inspect_node import InspectNode
 
-SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent", "boot", "screen")
+SOURCES = ("qmp", "runtime", "console", "halt", "inspect", "agent", "boot", "screen", "input")
 COLUMNS = ("vm", "run", "t", "wall", "source", "kind", "reason", "detail", "data")
 #: Declared dtypes of the timeline schema (the README's timeline schema).
 DTYPES = {

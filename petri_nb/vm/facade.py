@@ -29,7 +29,9 @@ from . import readiness, registry
 from .agent import Agent, AsyncAgent, agent_for
 from .console import Console
 from .debug import DebugMixin
+from .keyboard import Keyboard, KeyboardMixin
 from .save_restore import StateMixin
+from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
 from .time_travel import TimeTravelMixin, start_replay
 from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
@@ -50,7 +52,8 @@ def live_view(vm: Vm) -> anywidget.AnyWidget:
     raise NotSupported("the live view needs petri_nb's notebook layer: import petri_nb (not only petri_nb.vm)")
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin, KeyboardMixin,
+              ScreenMatchMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
 
     @property
@@ -236,6 +239,7 @@ class Vm:
             handle = super().__new__(cls)
             handle.aio = aio
             handle.console = Console(aio.console)
+            handle._keyboard = Keyboard(aio.keyboard)
             handle._view = None
             aio.__dict__["_blocking_handle"] = handle
         return handle
@@ -243,6 +247,11 @@ class Vm:
     def __repr__(self) -> str:
         halt = f" last_halt={self.last_halt}" if self.last_halt else ""
         return f"<Vm {self.name} guest={self.aio.guest.name} state={self.state}{halt}>"
+
+    @property
+    def keyboard(self) -> Keyboard:
+        """Type, press keys and click (petri_nb.vm.keyboard): ``vm.keyboard.type("echo hi\\n")``."""
+        return self._keyboard
 
     @property
     def agent(self) -> Agent:

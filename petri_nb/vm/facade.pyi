@@ -21,7 +21,9 @@ from petri_nb.vm import readiness, registry
 from petri_nb.vm.agent import Agent, AsyncAgent, agent_for
 from petri_nb.vm.console import Console
 from petri_nb.vm.debug import DebugMixin
+from petri_nb.vm.keyboard import Keyboard, KeyboardMixin
 from petri_nb.vm.save_restore import StateMixin
+from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
 from petri_nb.vm.time_travel import TimeTravelMixin, start_replay
 from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
@@ -55,13 +57,16 @@ from petri_nb.model.halt import Halt, HaltReason
 from petri_nb.runtime.abandon import abandon
 from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
 from petri_nb.vm.events import VmEvents
-import re
-from PIL import ImageOps
 from petri_nb.errors import BadArgument
+from petri_nb.model.screen import screen_row
+from petri_nb.vm.needles import Needle, ScreenMatch
+from petri_nb.vm.screen_match import NeedleWatch
+import re
 from petri_nb.model.screen import screen_digest
+from petri_nb.vm.ocr import Word, cell_words, find_boxes, read
+from petri_nb.vm.screen_match import as_needle
 from petri_nb.vm.screen_text import ScreenText
 from collections.abc import Callable, Coroutine
-from petri_nb.model.screen import screen_row
 import collections
 import dataclasses
 from petri_nb.backends.base import Runtime
@@ -86,7 +91,7 @@ StateObserver = Callable[[RunState, RunState], None]
 HIT_REASONS = {'breakpoint-hit', 'watchpoint-trigger', 'access-watchpoint-trigger', 'read-watchpoint-trigger'}
 
 
-class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin):
+class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, WatchdogsMixin, KeyboardMixin, ScreenMatchMixin):
     """A running VM. Methods are coroutines usable from any event loop."""
     @property
     def view_sockets(self) -> dict[str, Path]: ...
@@ -131,6 +136,8 @@ class Vm:
     @staticmethod
     def __new__(cls, aio: AsyncVm) -> Vm:
         ...
+    @property
+    def keyboard(self) -> Keyboard: ...
     @property
     def agent(self) -> Agent: ...
     def view(self) -> anywidget.AnyWidget:
@@ -193,6 +200,8 @@ class Vm:
         """The whole VM state (QEMU migration stream); a running VM is paused for it and resumed."""
     def save_timeline(self, runs_dir: str | os.PathLike[str] | None = None, interval: float = 1.0) -> Path:
         """Save this run to Parquet in ``<runs_dir>/<vm>-<run>/`` now, then new rows every ``interval``"""
+    def screen_matches(self, needle: Any) -> ScreenMatch:
+        """How the screen compares with ``needle`` (a Needle or its path) now: truthy when it matches,"""
     def screen_text(self) -> ScreenText:
         """The text on the screen: from the VGA text buffer in text modes, else by OCR (see ``.source``)."""
     def screenshot(self) -> Image.Image:
@@ -223,7 +232,7 @@ class Vm:
         """The next halt. With ``allow_reset``, guest resets are recorded, the VM is"""
     def wait_for_halt_or(self, call: Any, timeout: float | None = None) -> Any:
         """Run ``call`` (a coroutine, an async callable or a plain callable, run in a"""
-    def wait_for_screen(self, text: str | None = None, changed: bool | Image.Image = False, still_for: float | None = None, timeout: float | None = 60.0) -> Image.Image:
+    def wait_for_screen(self, text: str | None = None, changed: bool | Image.Image = False, still_for: float | None = None, timeout: float | None = 60.0, like: Any = None) -> Image.Image:
         """Wait until the screen shows ``text`` (a regex, searched in ``screen_text()``), has ``changed``"""
     def watch_console(self, stall_after: float | None = 60.0) -> None:
         """Put a ``stall`` row on the timeline when the running guest prints nothing for ``stall_after``"""

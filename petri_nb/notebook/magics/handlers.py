@@ -23,6 +23,7 @@ from ...runtime.loop import show_progress
 from ...vm import facade
 from ...vm.debug import hexdump
 from ...vm.facade import Vm, live_vms
+from ...vm.needles import Needle
 from .arguments import one_line
 from .output import PlainText, RunOutput, checkpoints_frame
 
@@ -163,11 +164,24 @@ def screen_text(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText
 
 
 def wait_screen(session: Session, vm: Vm, args: argparse.Namespace) -> Any:
-    if args.text is None and not args.changed and args.still is None:
-        raise UsageError("%petri wait-screen: needs --text REGEX, --changed or --still S")
+    if args.text is None and not args.changed and args.still is None and args.like is None:
+        raise UsageError("%petri wait-screen: needs --text REGEX, --changed, --still S or --like NEEDLE")
     with waiting(f"waiting for {vm.name}'s screen", args.timeout):
         return vm.wait_for_screen(text=None if args.text is None else args.text.pattern, changed=args.changed,
-                                  still_for=args.still, timeout=args.timeout)
+                                  still_for=args.still, timeout=args.timeout, like=args.like)
+
+
+def needle(session: Session, vm: Vm, args: argparse.Namespace) -> PlainText:
+    cut = Needle.from_screen(vm, (args.x, args.y, args.w, args.h), name=args.name, threshold=args.threshold)
+    return PlainText(f"needle {cut.name!r} ({args.w}x{args.h} at {args.x},{args.y}) saved as {cut.save(args.dir)}")
+
+
+def type_(session: Session, vm: Vm, args: argparse.Namespace) -> None:
+    vm.keyboard.type(" ".join(args.text) + ("\n" if args.enter else ""))
+
+
+def key(session: Session, vm: Vm, args: argparse.Namespace) -> None:
+    vm.keyboard.press(*args.combos, hold=args.hold)
 
 
 def inspect(session: Session, vm: Vm, args: argparse.Namespace) -> pd.DataFrame:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ...errors import BadArgument
+from ...vm.keyboard import char_events, parse_combo
 from . import handlers as h
 from .arguments import (
     READY_WORDS,
@@ -32,6 +34,35 @@ def icount_or_end(text: str) -> str:
             int(text, 0)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an instruction count or 'end', not {text!r}") from None
+    return text
+
+
+def score(text: str) -> float:
+    """A match score threshold in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a score: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a score in (0, 1], not {text!r}")
+    return value
+
+
+def key_combo(text: str) -> str:
+    """A key combo in QEMU sendkey spelling, checked here so a typo fails before any VM is needed."""
+    try:
+        parse_combo(text)
+    except BadArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def typable(text: str) -> str:
+    """Text a US keyboard can type."""
+    try:
+        char_events(text)
+    except BadArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
@@ -93,7 +124,24 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
                    arg("--text", type=regex, default=None, metavar="REGEX", help="text to wait for (single-quote it)"),
                    arg("--changed", action="store_true", help="wait for the screen to differ from how it is now"),
                    arg("--still", type=seconds, default=None, metavar="S", help="unchanged for S seconds"),
+                   arg("--like", type=path, default=None, metavar="NEEDLE", help="a needle's .json to match"),
                    arg("--timeout", type=seconds, default=60.0, help="seconds to wait (default 60)"),
+               )),
+    Subcommand("type", "Type TEXT on the VM's keyboard (US layout); --enter presses Enter after it.", h.type_, (
+        arg("--enter", action="store_true", help="press Enter after the text"),
+        arg("text", nargs="+", type=typable, help="text (words are joined with single spaces; quote to keep spacing)"),
+    )),
+    Subcommand("key", "Press each COMBO in turn, in QEMU sendkey spelling (ret, f2, ctrl-alt-delete).", h.key, (
+        arg("combos", nargs="+", type=key_combo, metavar="COMBO", help="key combo, e.g. ctrl-alt-delete"),
+        arg("--hold", type=seconds, default=0.0, metavar="S", help="hold each combo down for S seconds"),
+    )),
+    Subcommand("needle", "Cut a needle NAME of the region X Y W H (pixels) from the live screen and save it "
+               "as NAME.png + NAME.json in DIR.", h.needle, (
+                   arg("name", help="needle name (letters, digits, _ . + -)"),
+                   arg("x", type=index, help="left edge"), arg("y", type=index, help="top edge"),
+                   arg("w", type=count, help="width"), arg("h", type=count, help="height"),
+                   arg("--dir", type=path, default="needles", metavar="DIR", help="folder (default ./needles)"),
+                   arg("--threshold", type=score, default=0.95, metavar="T", help="lowest match score (default 0.95)"),
                )),
     Subcommand("inspect", "The VM's inspect tree (only the branch at PATH) as a DataFrame.", h.inspect,
                (arg("path", nargs="?", default=None, help="path prefix, e.g. vcpu/0"),)),
