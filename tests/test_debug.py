@@ -6,7 +6,7 @@ import re
 
 import capstone
 import pytest
-from petri_nb.x86 import cpu_mode
+from petri_nb.model.x86 import cpu_mode
 
 import petri_nb
 from petri_nb import HaltReason, PetriError

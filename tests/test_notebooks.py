@@ -24,9 +24,9 @@ HALTS = {"poweroff": "POWER_OFF", "reset": "RESET", "triplefault": "TRIPLE_FAULT
          "hibernate": "HIBERNATE"}
 
 
-def test_all_six_notebooks_are_shipped() -> None:
+def test_every_notebook_is_shipped() -> None:
     assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent", "own_guest",
-                                           "time_travel"}
+                                           "petri_results", "time_travel"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -203,3 +203,27 @@ def test_cli_report_bad_input_exits_2_with_a_message() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "petri-nb: no notebook 'no-such-notebook'" in proc.stderr
+
+
+def test_petri_results_notebook_finds_the_flaky_test_and_groups_failures_in_real_runs_and_petris_own(
+        tmp_path: Path) -> None:
+    """A folder of petri results: two CI runs written as petri writes them (tests/petri_fixture.py), plus a
+    run of our own tmk guest exported in petri's layout (a real triple fault)."""
+    from petri_fixture import ci_tree
+
+    from petri_nb.analysis.petri_log import export_petri_results
+
+    results = ci_tree(tmp_path / "results")
+    with petri_nb.launch("tmk", name="x86_64::tmk_triplefault") as vm:
+        vm.console.write("triplefault\n")
+        vm.wait_for_halt(timeout=30)
+        ours = vm.timeline()
+    export_petri_results(ours, results, 1003)
+    rep = report.run("petri_results", tmp_path / "out", {"results_dir": str(results)})
+    s = rep.summary
+    assert s is not None and s["runs"] == 3 and s["tests"] == 5
+    assert s["unstable"] == ["x86_64::openvmm_uefi_x64_flaky"]
+    assert s["failure_halts"] == ["TRIPLE_FAULT"]
+    assert s["outcomes"]["failed_unstable"] == 1 and s["outcomes"]["incomplete"] == 2
+    check_figures(rep, 1)
+    assert "x86_64::tmk_triplefault" in (tmp_path / "out" / "petri_results.html").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from petri_nb import x86
+from petri_nb.model import x86
 
 
 def segment(base: int, limit: int, access: int, flags: int) -> bytes:
