@@ -6,11 +6,11 @@ import re
 
 import capstone
 import pytest
-from petri_nb.model.x86 import cpu_mode
 
 import petri_nb
 from petri_nb import HaltReason, PetriError
 from petri_nb.backends.qemu.cpu import parse_info_registers
+from petri_nb.model.x86 import cpu_mode
 from petri_nb.vm.debug import BreakpointHit, hexdump
 
 COUNT = re.compile(r"count=(\d+)\r?\n")
