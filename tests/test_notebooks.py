@@ -26,7 +26,7 @@ HALTS = {"poweroff": "POWER_OFF", "reset": "RESET", "triplefault": "TRIPLE_FAULT
 
 def test_every_notebook_is_shipped() -> None:
     assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "reset_soak", "shared_analysis", "linux_agent", "own_guest",
-                                           "petri_results", "time_travel"}
+                                           "petri_results", "screens", "time_travel"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -227,3 +227,13 @@ def test_petri_results_notebook_finds_the_flaky_test_and_groups_failures_in_real
     assert s["outcomes"]["failed_unstable"] == 1 and s["outcomes"]["incomplete"] == 2
     check_figures(rep, 1)
     assert "x86_64::tmk_triplefault" in (tmp_path / "out" / "petri_results.html").read_text()
+
+
+def test_screens_notebook_drives_grub_by_keyboard_and_checks_by_text_and_needle(tmp_path: Path) -> None:
+    rep = report.run("screens", tmp_path / "out")
+    s = rep.summary
+    assert s is not None and s["menu_has_linux"] and s["menu_source"] == "vga-text"
+    assert s["typed_boxes"] >= 1  # the command's output, found on the screen with its box
+    assert not s["on_prompt_matched"] and s["back_matched"] and s["back_score"] >= 0.99
+    assert s["inputs"] == ["down up", "c", "echo hello from a notebook\n", "esc"]
+    assert (tmp_path / "out" / "needles" / "grub-menu.png").exists()
