@@ -85,6 +85,7 @@ def test_a_needle_from_one_boot_matches_the_next_boot_and_not_the_prompt(tmp_pat
         entry = petri_nb.Needle.from_screen(vm, (18, 64, 300, 16), name="first-entry-selected")
         vm.keyboard.press("down")  # the highlight bar moves to the second entry
         vm.wait_for_screen(changed=True, timeout=10)
+        vm.wait_for_screen(still_for=0.5, timeout=10)  # GRUB has redrawn: the next key is not pressed mid-redraw
         assert not vm.screen_matches(entry) and not vm.screen_matches(path)
         vm.keyboard.press("up")
         assert vm.wait_for_screen(like=entry, timeout=10)

@@ -214,7 +214,7 @@ def test_petri_results_notebook_finds_the_flaky_test_and_groups_failures_in_real
     from petri_nb.analysis.petri_log import export_petri_results
 
     results = ci_tree(tmp_path / "results")
-    with petri_nb.launch("tmk", name="x86_64::tmk_triplefault") as vm:
+    with petri_nb.launch("tmk", name="tmk_triplefault") as vm:
         vm.console.write("triplefault\n")
         vm.wait_for_halt(timeout=30)
         ours = vm.timeline()
@@ -226,7 +226,7 @@ def test_petri_results_notebook_finds_the_flaky_test_and_groups_failures_in_real
     assert s["failure_halts"] == ["TRIPLE_FAULT"]
     assert s["outcomes"]["failed_unstable"] == 1 and s["outcomes"]["incomplete"] == 2
     check_figures(rep, 1)
-    assert "x86_64::tmk_triplefault" in (tmp_path / "out" / "petri_results.html").read_text()
+    assert "tmk_triplefault" in (tmp_path / "out" / "petri_results.html").read_text()
 
 
 def test_screens_notebook_drives_grub_by_keyboard_and_checks_by_text_and_needle(tmp_path: Path) -> None:
