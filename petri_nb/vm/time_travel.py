@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -119,8 +118,7 @@ class TimeTravelMixin(VmCore):
             return
         target = Path(directory) / "recording"
         if not target.exists():
-            await asyncio.to_thread(shutil.move, str(recorder.path), str(target))
-            recorder.recording.path = target
+            await asyncio.to_thread(recorder.move_to, target)
 
     @runs_on_runtime_loop
     async def icount(self) -> int:
