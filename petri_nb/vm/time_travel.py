@@ -69,7 +69,10 @@ def instruction_count(where: Any, end: int | None) -> int:
         if icount is None:
             raise PetriError("this timeline row carries no instruction count (only the rows of a recorded "
                              "run do)")
-        icount = int(icount)
+        try:
+            icount = int(icount)
+        except (TypeError, ValueError, OverflowError):
+            raise PetriError(f"this timeline row's instruction count {icount!r:.40} is not a number") from None
         # A halt's count is where the recording stopped; the last state before it is one earlier.
         return icount if end is None else min(icount, end)
     raise PetriError(f"seek() takes an instruction count, 'end' or a timeline row, not {where!r:.80}")
