@@ -289,7 +289,9 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
     log = rundir / "outcomes.jsonl"
     if log.exists():
         try:
-            rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = log.read_text(encoding="utf-8", errors="replace")
+            lines = text.splitlines()[:None if text.endswith("\n") else -1]  # a line cut off (or being written)
+            rows = [json.loads(line) for line in lines if line.strip()]
         except (ValueError, OSError) as e:
             raise PetriError(f"cannot read the fleet's outcomes {log}: {e}") from e
     outcomes = outcomes_frame(rows)

@@ -169,3 +169,11 @@ def test_plot_compare_draws_a_ratio_per_metric_with_its_interval(tmp_path: Path)
     assert (tmp_path / "compare.png").stat().st_size > 5000
     with pytest.raises(petri_nb.PetriError, match="expected the table petri_nb.compare"):
         petri_nb.plot.compare(a)
+
+
+def test_rows_with_nan_times_do_not_break_compare():
+    rng = np.random.default_rng(27)
+    a, b = soak_set(rng, 10, cycles=5, name="a"), soak_set(rng, 10, cycles=5, name="b")
+    a.loc[a.index[::7], "t"] = np.nan  # a damaged file's rows: no time
+    result = petri_nb.compare(a, b, "reset_to_ready")
+    assert row(result, "reset_to_ready")["verdict"] in ("same", "faster", "slower", "no evidence")

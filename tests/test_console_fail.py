@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -60,3 +61,21 @@ def test_a_linux_panic_fails_expect_within_a_second_and_is_diagnosed() -> None:
         oops = halt.diagnosis.oops
         assert oops is not None and oops.message == "Kernel panic - not syncing: sysrq triggered crash"
         assert any(f.startswith("sysrq_handle_crash") for f in oops.call_trace)
+
+
+def test_a_catastrophic_pattern_is_refused_fast_and_the_loop_stays_free(vm: petri_nb.Vm):
+    # '(a|aa)+$' backtracks exponentially on a run of a's that ends in something else: the stdlib
+    # engine would hold the runtime loop for minutes on this line, and every VM with it.
+    vm.console.write("echo " + "a" * 40 + "!\n")
+    vm.console.expect("a{40}!")
+    vm.console.write("echo " + "a" * 40 + "!\n")
+    start = time.monotonic()
+    with pytest.raises(petri_nb.PetriError, match=r"took over 0.5 s .*catastrophic backtracking"):
+        vm.console.expect(r"(a|aa)+$", timeout=10)
+    assert time.monotonic() - start < 3
+    vm.console.write("echo still-here\n")
+    assert vm.console.expect("still-here", timeout=5).group(0) == "still-here"
+    # A match is still the stdlib's, and patterns regex also knows keep their meaning.
+    vm.console.write("echo k=42\n")
+    match = vm.console.expect(re.compile(r"K=(\d+)", re.IGNORECASE))
+    assert isinstance(match, re.Match) and match.group(1) == "42"

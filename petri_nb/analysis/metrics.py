@@ -65,10 +65,11 @@ def call_durations(frame: pd.DataFrame, ready: str = READY) -> pd.DataFrame:
 
 def reset_to_ready(frame: pd.DataFrame, ready: str = READY) -> pd.DataFrame:
     source, kind = frame["source"].astype(str), frame["kind"].astype(str)
-    resets = frame.loc[(source == "runtime") & (kind == "reset()"), ["run", "t"]]
+    # A row without a time (NaN t, a damaged file) cannot be placed between a reset and a ready.
+    resets = frame.loc[(source == "runtime") & (kind == "reset()"), ["run", "t"]].dropna(subset=["t"])
     is_ready = ((source == "console") & frame["detail"].fillna("").str.contains(ready, regex=True)) | \
         ((source == "runtime") & (kind == "ready"))
-    readies = frame.loc[is_ready, ["run", "t"]].rename(columns={"t": "t_ready"})
+    readies = frame.loc[is_ready, ["run", "t"]].dropna(subset=["t"]).rename(columns={"t": "t_ready"})
     if resets.empty or readies.empty:
         return _samples([], [], [])
     resets = resets.astype({"run": "object"}).sort_values("t", kind="stable")

@@ -151,6 +151,11 @@ class Guest:
                               "use a console regex or firmware='bios'")
         if self.firmware_vars is not None and self.firmware in ("bios", "qboot"):
             raise LaunchError("firmware_vars is a UEFI variable store; it needs firmware='uefi' or 'uefi-secure'")
+        writable = [d.path.resolve() for d in self.disks if d.writable]
+        for path in dict.fromkeys(writable):
+            if sum(d.path.resolve() == path for d in self.disks) > 1:
+                raise LaunchError(f"disk image {path} is given twice and writable: one VM cannot write an image "
+                                  "through two disks (give it once, or a copy)")
         if not isinstance(self.record, bool):
             raise LaunchError(f"record must be True or False, not {self.record!r}")
         _int_at_least("memory_mib", self.memory_mib, 16)
@@ -211,12 +216,13 @@ def _check_supervised(args: tuple[str, ...]) -> None:
 
 
 def _path(what: str, value: object) -> Path:
+    """A path made absolute here, at the boundary, against the caller's cwd: QEMU runs in the run dir."""
     if isinstance(value, Path):
-        return value.expanduser()
+        return value.expanduser().absolute()
     if isinstance(value, str) and value and "\0" not in value:
-        return Path(value).expanduser()
+        return Path(value).expanduser().absolute()
     if isinstance(value, os.PathLike):
-        return Path(value).expanduser()
+        return Path(value).expanduser().absolute()
     raise LaunchError(f"{what} must be a path, not {value!r}")
 
 

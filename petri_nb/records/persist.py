@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -209,12 +210,25 @@ REQUIRED_COLUMNS = ("run", "t", "source", "kind")
 
 def read_parquet(path: Path, what: str = "saved timeline part") -> pd.DataFrame:
     """One Parquet file; a damaged or foreign file is a PetriError naming it."""
+    _regular(path, what)
     try:
         return pq.read_table(path).to_pandas()
     except FileNotFoundError:
         raise
     except Exception as e:  # not ours, or damaged by something other than a crash of ours
         raise PetriError(f"cannot read {what} {path}: {e}") from e
+
+
+def _regular(path: Path, what: str) -> None:
+    """Refuse a FIFO, socket or device where a file should be: opening one can block forever."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise PetriError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise PetriError(f"cannot read {what} {path}: it is not a regular file (a FIFO, socket or device?)")
 
 
 def _read_files(files: list[Path], meta: bool = False) -> pd.DataFrame:
@@ -225,6 +239,8 @@ def _read_files(files: list[Path], meta: bool = False) -> pd.DataFrame:
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise PetriError(f"{f} is not a petri_nb timeline: it has no {', '.join(missing)} column")
+        if (nulls := int(frame["run"].isna().sum())):  # grouping by run would drop them unseen
+            raise PetriError(f"{f} is damaged: {nulls} of its {len(frame)} rows have no run id")
         frames.append(frame)
     if not frames:
         return with_meta_columns(empty_frame(), None) if meta else empty_frame()
@@ -307,6 +323,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / "meta.json"
     if not path.exists():
         return {}
+    _regular(path, "run metadata")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -132,6 +133,9 @@ C = TypeVar("C", bound=type)
 CANCEL_SETTLE = 5.0
 #: A wait longer than this gets a progress bar (inside ``show_progress``).
 PROGRESS_AFTER = 0.5
+#: How often a blocked waiter wakes: ``_thread.interrupt_main()`` (a kernel's interrupt) only sets a
+#: flag, which a thread asleep in a lock never sees; a timed wait lets Ctrl-C surface within this.
+INTERRUPT_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -160,24 +164,22 @@ class _BlockingCall:
     no chained callbacks, and the waiter is woken in the same loop step the call ends in,
     not one done-callback iteration later): measured ~10 µs less per call."""
 
-    __slots__ = ("coro", "task", "done", "value", "error", "cancelled")
+    __slots__ = ("coro", "task", "done", "ended", "value", "error", "cancelled")
 
     def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.coro = coro
         self.task: asyncio.Task[None] | None = None
         self.done = _thread.allocate_lock()
         self.done.acquire()
+        self.ended = False  # set before ``done`` is released: a Ctrl-C between a waiter's acquire and
+        # release leaves the lock held, and later waits go by this flag instead
         self.value: Any = None
         self.error: BaseException | None = None
         self.cancelled = False
 
     def start(self) -> None:  # on the runtime loop
-        if self.cancelled:
-            self.coro.close()
-            self.error = concurrent.futures.CancelledError()
-            self.done.release()
-            return
-        self.task = asyncio.ensure_future(self._run())
+        if not self.cancelled:  # else cancel() has ended it
+            self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
         try:
@@ -187,19 +189,37 @@ class _BlockingCall:
         except BaseException as e:  # handed to the waiting thread, which raises it
             self.error = e
         finally:
+            self.ended = True
             self.done.release()
 
     def cancel(self) -> None:  # on the runtime loop
         self.cancelled = True
         if self.task is not None:
             self.task.cancel()
+        elif not self.ended:  # Ctrl-C came before start() ran (or was even scheduled)
+            self.coro.close()
+            self.error = concurrent.futures.CancelledError()
+            self.ended = True
+            self.done.release()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the call ended (True) or ``timeout`` passed (False); Ctrl-C interrupts it."""
-        if not self.done.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        self.done.release()  # stays "ended" for later waits
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ended:
+            step = INTERRUPT_POLL if deadline is None else min(INTERRUPT_POLL, deadline - time.monotonic())
+            if step <= 0:
+                return False
+            if self.done.acquire(timeout=step):
+                self.done.release()  # stays "ended" for later waits
+                break
         return True
+
+    def unclaimed_value(self) -> Any:
+        """The value of a call that ended well although its caller gave up on it (else None)."""
+        if not self.ended or self.error is not None:
+            return None
+        value, self.value = self.value, None
+        return value
 
     def result(self) -> Any:
         if self.error is not None:
@@ -208,16 +228,19 @@ class _BlockingCall:
         return self.value
 
 
-def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the runtime loop and block this thread until it finishes; Ctrl-C cancels it."""
+def run_blocking(coro: Coroutine[Any, Any, T], discard: Callable[[T], Awaitable[Any]] | None = None) -> T:
+    """Run ``coro`` on the runtime loop and block this thread until it finishes; Ctrl-C cancels it.
+
+    ``discard`` undoes a result nobody will receive: Ctrl-C can land just after ``coro`` ended (a
+    launch that finished as the user pressed it), and that VM must not run on unowned."""
     if on_runtime_loop():
         coro.close()
         raise RuntimeError("blocking petri_nb call made on the runtime loop; await the AsyncVm instead")
     loop = runtime_loop()
     call = _BlockingCall(coro)
-    loop.call_soon_threadsafe(call.start)
-    progress = _progress.get()
     try:
+        loop.call_soon_threadsafe(call.start)  # in the try: a Ctrl-C right after it must still cancel
+        progress = _progress.get()
         if progress is not None:
             _wait_with_bar(call, progress)
         call.wait()
@@ -226,7 +249,19 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
         loop.call_soon_threadsafe(call.cancel)
         # Ctrl-C returns once the call has cleaned up (a cancelled save has resumed the guest).
         call.wait(CANCEL_SETTLE)
+        if discard is not None and (value := call.unclaimed_value()) is not None:
+            undo = asyncio.run_coroutine_threadsafe(_quietly(discard(value)), loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                undo.result(CANCEL_SETTLE)
         raise
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    """Await ``aw`` for its effect only: its failure is logged, not raised into nobody's hands."""
+    try:
+        await aw
+    except Exception as e:  # the caller is already raising its KeyboardInterrupt
+        logging.getLogger(__name__).debug("discarding an unclaimed result failed: %r", e)
 
 
 def _wait_with_bar(call: _BlockingCall, progress: _Progress) -> None:

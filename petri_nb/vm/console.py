@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConsoleFailure
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from ..runtime.validation import checked
+from . import bounded_search
 
 #: Puts one row on the VM's timeline: (source, kind, detail).
 Record = Callable[..., None]
@@ -106,9 +107,9 @@ class AsyncConsole:
     async def _search(self, regex: re.Pattern[str], failures: Sequence[re.Pattern[str]] = ()) -> re.Match[str]:
         while True:
             self._grew.clear()
-            match = regex.search(self._text, self._cursor)
+            match = bounded_search.search(regex, self._text, self._cursor)
             end = match.start() if match else len(self._text)  # only failures before the awaited text count
-            bad = [m for f in failures if (m := f.search(self._text, self._cursor, end))]
+            bad = [m for f in failures if (m := bounded_search.search(f, self._text, self._cursor, end))]
             if bad:
                 first = min(bad, key=lambda m: m.start())
                 self._cursor = first.end()
@@ -133,7 +134,7 @@ class AsyncConsole:
         async def search() -> re.Match[str]:
             while True:
                 self._grew.clear()
-                if match := regex.search(self._text, max(0, mark - self.dropped_chars)):
+                if match := bounded_search.search(regex, self._text, max(0, mark - self.dropped_chars)):
                     return match
                 await self._grew.wait()
         return await self._call("console.ready", search(), halts=True, timeout=timeout,

@@ -10,6 +10,7 @@ from typing import Any
 from petri_nb.errors import ConsoleFailure
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
 from petri_nb.runtime.validation import checked
+from petri_nb.vm import bounded_search
 
 Record = Callable[..., None]
 Call = Callable[..., Awaitable[Any]]

@@ -278,7 +278,7 @@ class Vm:
 
 def launch(guest: str | Guest | None = None, *, name: str | None = None, accel: str = "tcg", **options: Any) -> Vm:
     """Boot ``guest`` and return a blocking ``Vm`` once it is ready (see ``launch_async``)."""
-    return Vm(run_blocking(_launch(guest, name, accel, **options)))
+    return Vm(run_blocking(_launch(guest, name, accel, **options), discard=_abandoned))
 
 
 @runs_on_runtime_loop
@@ -289,7 +289,12 @@ async def replay_async(path: str | os.PathLike[str], *, name: str | None = None)
 
 def replay(path: str | os.PathLike[str], *, name: str | None = None) -> Vm:
     """Blocking ``replay_async``: a colleague's recording, replayed here."""
-    return Vm(run_blocking(start_replay(AsyncVm, path, name)))
+    return Vm(run_blocking(start_replay(AsyncVm, path, name), discard=_abandoned))
+
+
+async def _abandoned(vm: AsyncVm) -> None:
+    """A VM whose launch ended just as Ctrl-C came: nobody holds it, so it goes."""
+    await vm.teardown()
 
 
 def live_vms() -> list[AsyncVm]:

@@ -43,7 +43,6 @@ from petri_nb.model.x86 import cpu_mode, program_counter
 from petri_nb.vm.debug import Memory
 import json
 import math
-import shutil
 from collections.abc import Mapping
 from typing import Protocol, TypeVar
 from petri_nb.backends import open_replay

@@ -149,6 +149,9 @@ class Needle:
     def load(cls, path: str | os.PathLike[str]) -> Needle:
         """The needle of ``path`` (its .json, its .png, or the name without a suffix)."""
         base = Path(path)
+        if not base.name:  # "", "." or "/": nothing to add .json to
+            raise PetriError(f"a needle path names a file (its .json, its .png or the name without one), "
+                             f"not {str(path)!r}")
         base = base.with_suffix("") if base.suffix in (".json", ".png") else base
         json_path, png_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".png")
         for p in (json_path, png_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -70,7 +69,10 @@ def instruction_count(where: Any, end: int | None) -> int:
         if icount is None:
             raise PetriError("this timeline row carries no instruction count (only the rows of a recorded "
                              "run do)")
-        icount = int(icount)
+        try:
+            icount = int(icount)
+        except (TypeError, ValueError, OverflowError):
+            raise PetriError(f"this timeline row's instruction count {icount!r:.40} is not a number") from None
         # A halt's count is where the recording stopped; the last state before it is one earlier.
         return icount if end is None else min(icount, end)
     raise PetriError(f"seek() takes an instruction count, 'end' or a timeline row, not {where!r:.80}")
@@ -119,8 +121,7 @@ class TimeTravelMixin(VmCore):
             return
         target = Path(directory) / "recording"
         if not target.exists():
-            await asyncio.to_thread(shutil.move, str(recorder.path), str(target))
-            recorder.recording.path = target
+            await asyncio.to_thread(recorder.move_to, target)
 
     @runs_on_runtime_loop
     async def icount(self) -> int:

@@ -111,3 +111,5 @@ def check_readable(what: str, path: Path | None) -> None:
         raise LaunchError(f"{what} {path} is not a file")
     if not os.access(path, os.R_OK):
         raise LaunchError(f"{what} {path} is not readable by this user")
+    if path.stat().st_size == 0:  # QEMU would say "No such file" about it
+        raise LaunchError(f"{what} {path} is empty (0 bytes)")

@@ -51,6 +51,9 @@ def firmware_args(firmware: str, rundir: Path, saved_vars: Path | None = None) -
     code = OVMF_DIR / ovmf.code
     template = saved_vars if saved_vars is not None else OVMF_DIR / ovmf.vars
     for path in (code, template):
+        if path is saved_vars and path.exists() and not path.is_file():
+            raise LaunchError(f"firmware_vars {path} is not a file (a directory?): give the saved variable "
+                              "store's file (vm.firmware_vars() written to disk)")
         if not path.is_file():
             hint = "" if path is saved_vars else " (install it with: sudo apt-get install ovmf)"
             raise LaunchError(f"firmware={firmware!r} needs {path}, which does not exist{hint}")

@@ -93,7 +93,12 @@ class QemuInstance:
         """Await ``aw`` unless QEMU exits first (e.g. it rejected its command line or the state)."""
         assert self.exited is not None and self.proc is not None
         task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task, self.exited}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({task, self.exited}, timeout=self._timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (Ctrl-C, teardown): the wait must not outlive us, pending
+            abandon(task)
+            raise
         if task in done and task.exception() is None:
             return task.result()
         abandon(task)

@@ -17,7 +17,6 @@ import contextlib
 import json
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,14 @@ from ...errors import LaunchError, NotSupported, PetriError
 from ...guests.description import Guest, Nic
 from ...model.halt import Halt
 from ..base import EventSink
+from . import rundirs
 from .command import build_command, qemu_path
 from .firmware import firmware_args
 from .screen import Execute
 
 META = "recording.json"
+#: A recording's temporary directory is ``petri_nb-rec-NAME-*``, next to the run dirs.
+RECORDING_PREFIX = "rec-"
 LOG = "replay.bin"
 SNAPSHOT = "snap.qcow2"
 #: recording.json's format: 2 keeps the guest's description (1 kept a QEMU argv, never run again).
@@ -180,13 +182,20 @@ class Recorder:
 
     def __init__(self, guest: Guest, name: str, accel: str) -> None:
         check_supported(guest, accel)
-        self.recording = Recording(Path(tempfile.mkdtemp(prefix=f"petri_nb-rec-{name}-")), guest.name,
+        # A temporary dir like a run dir (reaped once this process is gone): save_timeline() keeps it.
+        self.recording = Recording(rundirs.make(f"{RECORDING_PREFIX}{name}"), guest.name,
                                    describe(guest), halts=[])
         self.finished = False
 
     @property
     def path(self) -> Path:
         return self.recording.path
+
+    def move_to(self, target: Path) -> None:
+        """Keep the finished recording at ``target`` (a saved run's dir): no longer temporary, never reaped."""
+        shutil.move(str(self.path), str(target))
+        rundirs.unmark(target)
+        self.recording.path = target
 
     def command(self, argv: list[str], rundir: Path) -> list[str]:
         """The recording QEMU's argv, reading copies of the kernel and initrd that the recording keeps

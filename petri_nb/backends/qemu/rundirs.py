@@ -8,6 +8,7 @@ secrets and overlays can be large).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,6 +21,12 @@ PREFIX = "petri_nb-"
 OWNER = "owner"
 #: How much of the VM name goes into the directory name (sockets stay far below AF_UNIX's 108 bytes).
 NAME_CHARS = 24
+#: AF_UNIX's limit on a socket path (sun_path is 108 bytes with the NUL), and the longest socket
+#: name a run dir holds ("console.sock", "control.sock"; room for a longer one).
+SUN_PATH_MAX = 107
+LONGEST_SOCKET = 14
+#: mkdtemp's random part, and the "-" and "/" around it.
+_RANDOM_PART = 8 + 2
 
 _reaped = threading.Event()
 
@@ -39,16 +46,33 @@ def make(name: str) -> Path:
         _reaped.set()
         reap_orphans()
     base = tempfile.gettempdir()
+    prefix = f"{PREFIX}{name[:NAME_CHARS]}-"
     if "," in base:  # QEMU's socket, chardev and log options would split the run dir's paths there
         raise LaunchError(f"the temp directory {base!r} (TMPDIR) contains a comma, which QEMU's options cannot "
                           "carry in the run directory's socket paths; set TMPDIR to a directory without one")
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name[:NAME_CHARS]}-", dir=base))  # mode 0700
-    (path / OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    longest = len(os.fsencode(base)) + 1 + len(os.fsencode(prefix)) + _RANDOM_PART + LONGEST_SOCKET
+    if longest > SUN_PATH_MAX:  # binding the first socket would fail with a bare OSError
+        raise LaunchError(f"the temp directory {base[:60]!r}... (TMPDIR, {len(os.fsencode(base))} bytes) is too "
+                          f"long for the VM's sockets (AF_UNIX paths are at most {SUN_PATH_MAX} bytes); "
+                          "set TMPDIR to a shorter directory, such as /tmp")
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))  # mode 0700
+        (path / OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    except OSError as e:
+        raise LaunchError(f"cannot make a run directory in the temp directory {base!r} (TMPDIR): "
+                          f"{e.strerror or e}") from None
     return path
 
 
+def unmark(path: Path) -> None:
+    """Make ``path`` the user's to keep: the next process's reaping leaves it (a moved recording)."""
+    with contextlib.suppress(FileNotFoundError):
+        (path / OWNER).unlink()
+
+
 def reap_orphans(base: Path | None = None) -> list[Path]:
-    """Remove this user's run directories whose owning process is gone; returns what was removed."""
+    """Remove this user's run directories (and temporary recordings, ``petri_nb-rec-*``) whose owning
+    process is gone; returns what was removed."""
     base = base or Path(tempfile.gettempdir())
     removed = []
     for path in base.glob(f"{PREFIX}*"):

@@ -93,8 +93,14 @@ def launch(session: Session, _: None, args: argparse.Namespace, record: bool = F
     if record:
         options["record"] = True
     guest = args.guest or ("your guest" if any(options.get(f) for f in OWN_GUEST_FIELDS) else "tmk")
-    with waiting(f"launching {guest}" + (" (recording)" if record else ""), options.get("ready_timeout")):
-        vm = facade.launch(args.guest, **options)
+    vm = None
+    try:
+        with waiting(f"launching {guest}" + (" (recording)" if record else ""), options.get("ready_timeout")):
+            vm = facade.launch(args.guest, **options)
+    except KeyboardInterrupt:  # after launch() returned, the VM is ours to take down
+        if vm is not None:
+            vm.teardown()
+        raise
     return session.make_current(vm)
 
 
