@@ -23,6 +23,8 @@ def grub_vm(name: str | None = None) -> Iterator[petri_nb.Vm]:
     vm = petri_nb.launch(cdrom=grub_rescue_iso(), firmware="bios", name=name)
     try:
         vm.wait_for_screen(text=MENU, timeout=60)
+        # The title comes before the menu's box and highlight: a needle cut at once may hold half a menu.
+        vm.wait_for_screen(still_for=0.5, timeout=30)
         yield vm
     finally:
         vm.teardown()

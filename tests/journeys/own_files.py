@@ -13,8 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from grub_vm import grub_rescue_iso
+
 from petri_nb.guests.images import uefi_disk
-from petri_nb.guests.images.common import cache_dir, package_file
 from petri_nb.guests.linux import fetch_busybox, fetch_kernel
 
 __all__ = ["MY_READY", "debian_kernel", "grub_rescue_iso", "my_initrd", "uefi_disk"]
@@ -58,5 +59,3 @@ def my_initrd(dest: Path) -> Path:
     return out
 
 
-def grub_rescue_iso() -> Path:
-    return package_file("grub-rescue-pc", "/usr/lib/grub-rescue/grub-rescue-cdrom.iso", cache_dir())
