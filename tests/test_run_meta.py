@@ -85,3 +85,17 @@ def test_a_fleet_run_file_carries_its_metadata(tmp_path: Path):
     write_parquet(frame, tmp_path / "run-0.parquet")  # what the client does with it
     back = petri_nb.read_timelines(tmp_path / "run-0.parquet")
     assert back.groupby(["host", "firmware"]).size().to_dict() == {(socket.gethostname(), "qboot"): len(frame)}
+
+
+def test_many_runs_read_in_run_order_with_their_own_metadata(tmp_path: Path):
+    for i in range(60):
+        timeline = Timeline(f"many-{i}")
+        timeline.meta.update(host=f"h{i}")
+        for t in (0.3, 0.1, 0.2):  # recorded out of time order: read back sorted within the run
+            timeline.record("console", "line", f"{i}:{t}", t=t)
+        RunWriter(timeline, tmp_path / f"many-{i:02d}-{timeline.run}").flush()
+    frame = petri_nb.read_timelines(tmp_path)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == EXPECTED
+    assert list(frame["vm"].drop_duplicates()) == [f"many-{i}" for i in range(60)]  # directory order
+    assert (frame.groupby("run", sort=False)["t"].apply(list) == [[0.1, 0.2, 0.3]] * 60).all()
+    assert (frame["host"] == "h" + frame["vm"].str.removeprefix("many-")).all()

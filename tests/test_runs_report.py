@@ -265,3 +265,20 @@ def test_markup_in_every_field_of_a_run_is_escaped(tmp_path: Path):
     assert text.count("<script") == 1 and "<img src=x" not in text
     assert all(re.match(r"<img (class|alt)=", tag) for tag in re.findall(r"<img[^>]*>", text))
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in text
+
+
+def test_thousands_of_runs_make_a_summary_with_sections_only_for_the_odd_ones(tmp_path: Path):
+    from petri_nb.analysis.runs_report_summary import MAX_RUN_SECTIONS
+
+    frames = []
+    for i in range(MAX_RUN_SECTIONS + 50):
+        tl = Timeline(f"soak-{i}")
+        tl.record("console", "line", "tmk: ready", t=0.1)
+        tl.record("halt", "halt", "x", reason="PANIC" if i % 50 == 7 else "RESET", t=0.2)
+        frames.append(tl.to_frame())
+    path = petri_nb.runs_report(pd.concat(frames, ignore_index=True), tmp_path / "many.html")
+    text = path.read_text()
+    assert text.count('<section class="run"') == 5  # the five panics, not 250 sections
+    assert "250 runs</b>" in text and 'href="many.runs.csv"' in text
+    table = pd.read_csv(tmp_path / "many.runs.csv")
+    assert len(table) == 250 and table["unusual"].sum() == 5 and set(table["outcome"]) == {"PANIC", "RESET"}

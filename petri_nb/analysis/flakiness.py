@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import BadArgument
@@ -71,23 +72,53 @@ def _fleet_outcomes(fleet: Any, by: str | Callable[[Any], Any]) -> pd.DataFrame:
 def _timeline_outcomes(frame: pd.DataFrame, by: str | Callable[[Any], Any]) -> pd.DataFrame:
     if isinstance(by, str) and by != DEFAULT_BY and by not in frame.columns:
         raise BadArgument(f"by={by!r} is not a column of the timeline ({', '.join(map(str, frame.columns))})")
-    rows = []
-    petri = {"outcome", "test"} <= set(frame.columns)
-    for run, rows_of_run in by_run(frame).items():
-        halts = rows_of_run[rows_of_run["source"].astype(str) == "halt"]
-        outcome = NO_HALT if halts.empty else str(halts["reason"].iloc[-1])
-        outcome = str(rows_of_run["outcome"].iloc[0]) if petri else outcome
-        if by == DEFAULT_BY and petri:
-            key = rows_of_run["test"].iloc[0]
-        elif by == DEFAULT_BY:
-            key = rows_of_run["vm"].iloc[0] if "vm" in rows_of_run else run
-            key = str(key).rsplit("-", 1)[0] if str(key).rsplit("-", 1)[-1].isdigit() else str(key)
-        elif isinstance(by, str):
-            key = rows_of_run[by].iloc[0]
-        else:
-            key = _key(by, rows_of_run, run)
-        rows.append({"experiment": str(key), "outcome": outcome, "halt": None})
-    return pd.DataFrame(rows, columns=["experiment", "outcome", "halt"])
+    if callable(by):  # the callable wants each run's rows as a frame
+        rows = [{"run": run, "experiment": str(_key(by, rows_of_run, run)), "outcome": _outcome(rows_of_run),
+                 "halt": None} for run, rows_of_run in by_run(frame).items()]
+        return pd.DataFrame(rows, columns=["run", "experiment", "outcome", "halt"])
+    # Vectorised over all rows (one Python step per run, not a frame per run): 10,000 runs in well under 2 s.
+    codes, uniques = pd.factorize(frame["run"])
+    keep = np.flatnonzero(codes >= 0)  # by_run's groupby leaves rows without a run out
+    order = keep[np.lexsort((frame["t"].to_numpy()[keep], codes[keep]))]  # by run, then stably by time
+    runs = codes[order]
+    first = np.unique(runs, return_index=True)[1]
+    rows = frame.iloc[order]
+    if {"outcome", "test"} <= set(frame.columns):
+        outcomes = [str(o) for o in rows["outcome"].iloc[first]]
+    else:
+        halt = np.flatnonzero((rows["source"].astype(str) == "halt").to_numpy())
+        last = {}  # run code -> reason of its last halt row (later rows overwrite earlier ones)
+        for code, reason in zip(runs[halt], rows["reason"].iloc[halt], strict=True):
+            last[code] = reason
+        outcomes = [str(last[c]) if c in last else NO_HALT for c in range(len(uniques))]
+    if by != DEFAULT_BY:
+        keys = [str(k) for k in rows[by].iloc[first]]
+    elif "outcome" in frame.columns and "test" in frame.columns:
+        keys = [str(k) for k in rows["test"].iloc[first]]
+    else:
+        names = rows["vm"].iloc[first] if "vm" in frame.columns else pd.Series(uniques)
+        keys = [_experiment(str(k)) for k in names]
+    return pd.DataFrame({"run": [str(r) for r in uniques], "experiment": keys, "outcome": outcomes,
+                         "halt": [None] * len(keys)})
+
+
+def run_outcomes(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per run (in order of first appearance): its experiment and outcome; and the flakiness table."""
+    table = _timeline_outcomes(frame, DEFAULT_BY)
+    return table.drop(columns="halt"), _summarise(table)
+
+
+def _outcome(rows_of_run: pd.DataFrame) -> str:
+    if {"outcome", "test"} <= set(rows_of_run.columns):
+        return str(rows_of_run["outcome"].iloc[0])
+    halts = rows_of_run[rows_of_run["source"].astype(str) == "halt"]
+    return NO_HALT if halts.empty else str(halts["reason"].iloc[-1])
+
+
+def _experiment(name: str) -> str:
+    """A VM name without its trailing ``-<number>``: ``soak-0`` and ``soak-1`` are runs of ``soak``."""
+    head, sep, tail = name.rpartition("-")
+    return head if sep and tail.isdigit() else name
 
 
 def _key(by: Callable[[Any], Any], rows: Any, run: str) -> Any:

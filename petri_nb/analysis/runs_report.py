@@ -24,6 +24,7 @@ from ..errors import BadArgument, PetriError
 from ..records.run_meta import META_COLUMNS, petri_nb_version
 from ..runtime.validation import checked
 from .runs_report_rows import THUMB_WIDTH, ScreenCache, rows_html
+from .runs_report_summary import MAX_RUN_SECTIONS, run_count, summarise
 from .runsets import by_run, timeline_of
 
 #: Console lines shown per run by default; the rest (far from halts) are counted, not shown.
@@ -164,7 +165,7 @@ def _check_options(out: Any, max_console_lines: int | None, thumb_width: int) ->
 
 
 def _head(title: str, frame: pd.DataFrame, runs: dict[str, pd.DataFrame], slugs: dict[str, str], hidden: int,
-          budget: int | None) -> str:
+          budget: int | None, summary: str = "") -> str:
     """The title, counts, what all runs share, and one line per run with what differs."""
     common, differing = _meta(runs)
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -173,7 +174,7 @@ def _head(title: str, frame: pd.DataFrame, runs: dict[str, pd.DataFrame], slugs:
     cut = cut if hidden else ""
     shared = "; ".join(f"{escape(k)} <code>{escape(v)}</code>" for k, v in common.items())
     return (f"<h1>{escape(title)}</h1><p>{counts}. {cut}Made {made} by petri_nb {escape(petri_nb_version() or '?')}"
-            "</p>" + (f"<p>All runs: {shared}</p>" if shared else "") + _runs_table(runs, slugs, differing))
+            "</p>" + summary + (f"<p>All runs: {shared}</p>" if shared else "") + _runs_table(runs, slugs, differing))
 
 
 @checked
@@ -189,15 +190,20 @@ def runs_report(runs: Any, out: str | os.PathLike[str], *, title: str | None = N
     """
     path = _check_options(out, max_console_lines, thumb_width)
     frame = timeline_of(runs, "runs_report() runs")
+    total = run_count(frame)
+    summary = ""
+    if total > MAX_RUN_SECTIONS:  # thousands of runs: a summary, and sections only for the unusual ones
+        frame, summary = summarise(frame, path)
     runs_by_id = by_run(frame)
     slugs = _slugs(list(runs_by_id))
     _, differing = _meta(runs_by_id)
     screens = ScreenCache(thumb_width)
     sections = [_run_section(run, rows, slugs[run], differing, max_console_lines, screens)
                 for run, rows in runs_by_id.items()]
-    title = title or f"petri_nb runs report: {_count(len(runs_by_id), 'run')}"
-    head = _head(title, frame, runs_by_id, slugs, sum(n for _, n in sections), max_console_lines)
-    body = (f'<section id="timeline"><h2>Timeline</h2>{_swimlanes(frame, len(runs_by_id))}</section>\n'
+    title = title or f"petri_nb runs report: {_count(total, 'run')}"
+    head = _head(title, frame, runs_by_id, slugs, sum(n for _, n in sections), max_console_lines, summary)
+    lanes = _swimlanes(frame, len(runs_by_id)) if runs_by_id else "<p>No runs to draw.</p>"
+    body = (f'<section id="timeline"><h2>Timeline</h2>{lanes}</section>\n'
             + _filters(frame) + "\n" + "\n".join(html for html, _ in sections))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

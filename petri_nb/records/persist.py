@@ -26,20 +26,18 @@ import glob
 import json
 import os
 import re
-import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..errors import BadArgument, PetriError, SaveError
 from ..runtime.abandon import abandon
 from ..runtime.validation import checked
-from .run_meta import with_meta_columns
-from .timeline import Timeline, conform, empty_frame, events_frame, sort_by_time
+from .scan import Unit, read_table, read_units, regular
+from .timeline import COLUMNS, Timeline, empty_frame, events_frame
 
 RUNS_ENV = "PETRI_NB_RUNS"
 #: Seconds between periodic flushes of new rows while a run is being saved.
@@ -204,51 +202,14 @@ def _part_files(directory: Path) -> list[tuple[int, int, Path]]:
     return sorted(f for f in found if not any(lo <= f[0] and f[1] <= hi and (lo, hi) != f[:2] for lo, hi in merged))
 
 
-#: Columns without which a Parquet file is not a timeline (of ours or anyone's).
-REQUIRED_COLUMNS = ("run", "t", "source", "kind")
-
-
 def read_parquet(path: Path, what: str = "saved timeline part") -> pd.DataFrame:
     """One Parquet file; a damaged or foreign file is a PetriError naming it."""
-    _regular(path, what)
-    try:
-        return pq.read_table(path).to_pandas()
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # not ours, or damaged by something other than a crash of ours
-        raise PetriError(f"cannot read {what} {path}: {e}") from e
+    return read_table(path, what).to_pandas()
 
 
-def _regular(path: Path, what: str) -> None:
-    """Refuse a FIFO, socket or device where a file should be: opening one can block forever."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise PetriError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if not stat.S_ISREG(mode):
-        raise PetriError(f"cannot read {what} {path}: it is not a regular file (a FIFO, socket or device?)")
-
-
-def _read_files(files: list[Path], meta: bool = False) -> pd.DataFrame:
-    """The timeline in ``files``; with ``meta``, also the metadata columns they carry (fleet files)."""
-    frames = []
-    for f in files:
-        frame = read_parquet(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise PetriError(f"{f} is not a petri_nb timeline: it has no {', '.join(missing)} column")
-        if (nulls := int(frame["run"].isna().sum())):  # grouping by run would drop them unseen
-            raise PetriError(f"{f} is damaged: {nulls} of its {len(frame)} rows have no run id")
-        frames.append(frame)
-    if not frames:
-        return with_meta_columns(empty_frame(), None) if meta else empty_frame()
-    try:
-        raw = pd.concat(frames, ignore_index=True)
-        return with_meta_columns(conform(raw), raw) if meta else conform(raw)
-    except (ValueError, TypeError) as e:  # a column of the wrong type
-        raise PetriError(f"cannot read timeline parts {', '.join(map(str, files[:3]))}: {e}") from e
+def _read_files(files: list[Path]) -> pd.DataFrame:
+    """The timeline in ``files`` (one run directory's parts), in the order they were written."""
+    return read_units([Unit(files)], by_run=False)[list(COLUMNS)] if files else empty_frame()
 
 
 def _expand(item: str | os.PathLike[str]) -> list[Path]:
@@ -282,40 +243,38 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
         raise BadArgument(f"read_timelines() needs a path, a glob or a list of them, not {paths_or_glob!r:.80}")
     if not all(isinstance(i, (str, os.PathLike)) for i in items):
         raise BadArgument(f"read_timelines() paths must be str or os.PathLike, not {items!r:.80}")
-    frames = []
+    units: list[Unit] = []
     for item in items:
         for path in _expand(item):
             if path.is_dir():
-                frames.extend(_read_folder(path))
+                units.extend(_folder_units(path))
             elif path.suffix == ".parquet":
-                frames.extend(_by_run(_read_files([path], meta=True)))
+                units.append(Unit([path]))
             else:
                 raise PetriError(f"{path} is neither a run directory nor a .parquet file")
-    frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
-    return with_meta_columns(conform(frame), frame)
+    return read_units(units)
 
 
-def _read_folder(path: Path) -> list[pd.DataFrame]:
+def _folder_units(path: Path) -> list[Unit]:
     """A run directory, a fleet's directory (``<run>.parquet`` files beside ``outcomes.jsonl``), or a
-    folder of either (the default runs dir, a folder of fleets): each run's rows."""
-    if (path / "meta.json").exists() or _part_files(path):
-        return _by_run(_read_run_with_meta(path))
+    folder of either (the default runs dir, a folder of fleets): what to read, without reading it yet."""
+    def parts() -> list[Path]:
+        return [p for _, _, p in _part_files(path)]
+
+    if (files := parts()) or (path / "meta.json").exists():
+        return [Unit(files, read_meta(path), parts)]
     if _is_fleet(path):
         files = sorted(f for f in path.glob("*.parquet") if f.is_file())
-        return _by_run(_read_files(files, meta=True)) if files else []
+        return [Unit(files)] if files else []
     inside = sorted(d for d in path.iterdir() if d.is_dir() and ((d / "meta.json").exists() or _is_fleet(d)))
     if not inside:
         raise PetriError(f"{path} is not a petri_nb run directory (no part-*.parquet or meta.json), nor a "
                          "fleet's (no outcomes.jsonl), nor a folder of them")
-    return [run for d in inside for run in _read_folder(d)]
+    return [unit for d in inside for unit in _folder_units(d)]
 
 
 def _is_fleet(path: Path) -> bool:
     return (path / "outcomes.jsonl").is_file()
-
-
-def _read_run_with_meta(directory: Path) -> pd.DataFrame:
-    return with_meta_columns(read_run(directory), read_meta(directory))
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
@@ -323,7 +282,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / "meta.json"
     if not path.exists():
         return {}
-    _regular(path, "run metadata")
+    regular(path, "run metadata")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -331,10 +290,6 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise PetriError(f"run metadata {path} is not a JSON object")
     return meta
-
-
-def _by_run(frame: pd.DataFrame) -> list[pd.DataFrame]:
-    return [sort_by_time(f.reset_index(drop=True)) for _, f in frame.groupby("run", sort=False, observed=True)]
 
 
 @checked
