@@ -13,11 +13,8 @@ Dask does not retry such a task elsewhere (``allowed-failures = 0``) and hands a
 only the task it is running (``worker-saturation = 1.0``): the run is reported
 ``lost`` with the reason instead of silently re-run or lost with its neighbours.
 
-For the ``%petri fleet`` magic (petri_nb/magics/handlers.py): ``%petri fleet NAME -n N
-[--workers W | --address ADDR] [--rundir DIR]`` maps to ``run(NAME, runs=N, client=...,
-rundir=DIR)`` with ``client`` = ``connect(ADDR)``, ``local_client(W)`` (close it after) or
-None; show ``result.outcomes`` and ``result.halt_counts()``. Bad input raises PetriError
-before any cluster starts; ``EXPERIMENTS`` lists the names.
+``%petri fleet NAME -n N [--workers W | --address ADDR]`` (petri_nb.notebook.magics) is ``run`` with
+``local_client(W)`` or ``connect(ADDR)``. Bad input raises PetriError before any cluster starts.
 """
 
 from __future__ import annotations
@@ -203,7 +200,11 @@ def local_client(n_workers: int | None = None) -> Client:
     if not isinstance(n_workers, int) or n_workers < 1:
         raise PetriError(f"n_workers must be a positive integer, not {n_workers!r}")
     with dask.config.set(FLEET_DASK_CONFIG):
-        return Client(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        try:  # the dashboard on loopback only: nothing of a fleet listens on other interfaces
+            return Client(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0")
+        except RuntimeError as e:  # Dask's "Nanny failed to start": a script without a __main__ guard
+            raise PetriError(f"the fleet's Dask workers did not start ({e}); from a script, put the fleet under "
+                             "`if __name__ == '__main__':` (each worker imports the script again)") from None
 
 
 def connect(address: str) -> Client:

@@ -219,3 +219,14 @@ def test_bad_fleet_input_is_rejected_before_any_cluster_starts(tmp_path: Path):
             fleet.run(rundir=tmp_path, progress=False, **kwargs)
     with pytest.raises(petri_nb.PetriError, match="only available inside a fleet experiment"):
         fleet.current_run()
+
+
+@pytest.mark.slow
+def test_a_fleet_from_a_script_without_a_main_guard_says_what_to_do(tmp_path: Path):
+    script = tmp_path / "soak.py"
+    script.write_text(f"from petri_nb import fleet\nfleet.run('halt-each', runs=1, progress=False, "
+                      f"rundir={str(tmp_path / 'runs')!r})\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "PetriError: the fleet's Dask workers did not start" in done.stderr
+    assert "if __name__ == '__main__':" in done.stderr.splitlines()[-1]

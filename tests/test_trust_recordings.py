@@ -12,7 +12,7 @@ import pytest
 
 import petri_nb
 from petri_nb import PetriError
-from petri_nb.backends.qemu.recording import META
+from petri_nb.backends.qemu.recording import META, SNAPSHOT
 from tests.conftest import our_qemus
 
 
@@ -94,3 +94,10 @@ def test_a_kernel_symlink_out_of_the_recording_is_refused(recording: Path, tmp_p
     (shared / "kernel").symlink_to("/bin/sh")
     with pytest.raises(PetriError, match="kernel 'kernel' is not a file inside the recording"):
         petri_nb.replay(shared)
+
+
+def test_a_recording_without_its_snapshot_is_one_petri_error(recording: Path, tmp_path: Path) -> None:
+    copy = _tampered(recording, tmp_path, {})
+    (copy / SNAPSHOT).unlink()
+    with pytest.raises(PetriError, match=r"has no snap.qcow2: copy the whole recording directory"):
+        petri_nb.replay(copy)

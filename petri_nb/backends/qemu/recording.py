@@ -138,8 +138,9 @@ class Recording:
         try:
             path = Path(path).expanduser().absolute()  # QEMU runs in another directory
             meta = json.loads((path / META).read_text())
-            if not (path / LOG).is_file():
-                raise PetriError(f"recording {path} has no {LOG}")
+            for needed in (LOG, SNAPSHOT):  # the log, and the snapshot reverse execution starts from
+                if not (path / needed).is_file():
+                    raise PetriError(f"recording {path} has no {needed}: copy the whole recording directory")
         except (OSError, ValueError) as e:  # ValueError: bad JSON or a NUL in the path
             raise PetriError(f"{str(path)!r} is no readable recording (a directory with {META}): "
                              f"{type(e).__name__}: {e}") from None
