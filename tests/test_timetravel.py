@@ -114,6 +114,14 @@ def test_seek_to_a_halt_row_shows_the_faulting_state(replay: petri_nb.Vm, record
     assert "tmk: triplefault" in replay.console.text
 
 
+def test_a_row_of_another_recorded_run_is_refused_by_its_run_id(replay: petri_nb.Vm, recorded) -> None:
+    _, _, timeline = recorded
+    row = timeline[timeline["source"] == "halt"].iloc[-1].copy()
+    row["run"] = "0123456789abcdef"  # the same kind of row, from some other recording
+    with pytest.raises(PetriError, match=r"this row is from run 01234567, not from the recorded run"):
+        replay.seek(row)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.xfail(reason="QEMU 7.2's reverse-continue deadlocks now and then (gdb gets no stop reply, QMP stops "

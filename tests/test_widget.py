@@ -146,7 +146,7 @@ def test_buttons_reset_pause_and_resume_the_vm(vm: petri_nb.Vm, view: VmView):
 
 def test_power_off_button_presses_the_acpi_power_button(vm: petri_nb.Vm, view: VmView):
     # tmk obeys the ACPI power button: QEMU reports POWERDOWN and the guest powers off.
-    Browser(view).reply({"type": "action", "action": "poweroff"})
+    Browser(view).reply({"type": "action", "action": "powerdown"})  # "poweroff" is the server's forced quit
     wait_until(lambda: len(vm.timeline().query("kind == 'POWERDOWN'")) == 1, what="QEMU's POWERDOWN event")
     assert vm.wait_for_halt(timeout=20).reason is petri_nb.HaltReason.POWER_OFF
     assert vm.timeline().query("kind == 'send_shutdown()'")["detail"].iloc[0].startswith("ok")

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 CONSOLE_SNIPPET = 160
 #: How long displaying the view may wait for the static copy of the screen.
 STATIC_FRAME_TIMEOUT = 2.0
-#: Comm-path buttons; "powerdown" and "poweroff" both press the ACPI power button here.
-ACTIONS = ("reset", "pause", "resume", "poweroff", "powerdown")
+#: Comm-path buttons. "powerdown" is the ACPI power button, as on the view server; the forced
+#: "poweroff" (QEMU quits) exists only there, and its button is shown only on that path.
+ACTIONS = ("reset", "pause", "resume", "powerdown")
 
 
 def _asset(name: str) -> Path:
@@ -157,7 +158,7 @@ class VmView(anywidget.AnyWidget):
         self._submit(send())
 
     async def _action(self, action: str) -> None:
-        if action in ("poweroff", "powerdown"):
+        if action == "powerdown":
             await self.vm.send_shutdown("poweroff")
         elif action == "reset":  # the button answers at once; the timeline notes when the guest is ready
             await self.vm.reset(wait_ready=False)

@@ -67,6 +67,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
         if getattr(self.runtime, "recorder", None) is not None:  # launch(record=True): rows get icounts
             self.icount_stamps = IcountStamps(self.runtime.icount)
+            self.runtime.recorder.recording.run = self.run_id  # so its replay can tell its rows from others
         process = asyncio.ensure_future(asyncio.to_thread(process_facts))  # forks git once: not on the loop
         since = readiness.mark(self)
         await self.runtime.start(self)

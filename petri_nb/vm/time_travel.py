@@ -37,6 +37,7 @@ class ReplayControl(Protocol):
     """What a backend's replay runtime offers (petri_nb.backends.qemu.replay.ReplayRuntime)."""
 
     end_icount: int | None
+    recorded_run: str | None
 
     async def icount(self) -> int: ...
 
@@ -76,6 +77,16 @@ def instruction_count(where: Any, end: int | None) -> int:
         # A halt's count is where the recording stopped; the last state before it is one earlier.
         return icount if end is None else min(icount, end)
     raise PetriError(f"seek() takes an instruction count, 'end' or a timeline row, not {where!r:.80}")
+
+
+def _check_row_is_ours(where: Any, recorded: str | None, replay: str) -> None:
+    """A timeline row names its run: one of another recording would seek to a count that means nothing here."""
+    run = where.get("run") if hasattr(where, "get") and not isinstance(where, str) else None
+    if run is None or (isinstance(run, float) and math.isnan(run)) or recorded is None:
+        return
+    if str(run) not in (recorded, replay):
+        raise PetriError(f"this row is from run {str(run)[:8]}, not from the recorded run {recorded[:8]} this "
+                         "replay replays: seek to rows of its own recording")
 
 
 def console_at(frame: pd.DataFrame, icount: int | Mapping[str, Any] | pd.Series) -> str:
@@ -133,6 +144,7 @@ class TimeTravelMixin(VmCore):
         """Go to an instruction count, ``"end"`` (the last state before the recording ended) or a
         timeline row of the recorded run; returns the instruction count reached."""
         control = self._replay_control("seek")
+        _check_row_is_ours(where, control.recorded_run, self.run_id)
         icount = instruction_count(where, control.end_icount)
         got = await self._call("seek", control.seek(icount), timeout=REVERSE_TIMEOUT)
         self._acknowledge_halts()  # a seek is a restore: a halt later in the recording is undone

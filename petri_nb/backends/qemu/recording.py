@@ -131,6 +131,8 @@ class Recording:
     #: The instruction count where the recording ends (at its halt, or when its QEMU quit).
     end_icount: int | None = None
     halts: list[dict[str, Any]] | None = None
+    #: The recorded run's id (its timeline's ``run``), so a replay can refuse another run's rows.
+    run: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
@@ -156,12 +158,15 @@ class Recording:
             raise PetriError(f"recording {path}: accel must be 'tcg', not {meta.get('accel')!r:.40}")
         if not isinstance(halts, list) or not all(isinstance(h, dict) for h in halts):
             raise PetriError(f"recording {path}: halts must be a list of halt records")
+        run = meta.get("run")
+        if run is not None and not isinstance(run, str):
+            raise PetriError(f"recording {path}: run must be a run id, not {run!r:.40}")
         guest = replay_guest(path, meta["description"])
-        return cls(path, guest.name, meta["description"], end, halts)
+        return cls(path, guest.name, meta["description"], end, halts, run)
 
     def save(self) -> None:
         meta = {"format": FORMAT, "guest": self.guest, "description": self.description, "accel": "tcg",
-                "end_icount": self.end_icount, "halts": self.halts or []}
+                "end_icount": self.end_icount, "halts": self.halts or [], "run": self.run}
         tmp = self.path / f".{META}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(self.path / META)

@@ -50,6 +50,11 @@ class ReplayRuntime(QemuRuntime):
         self._snapshots_failed = False
 
     @property
+    def recorded_run(self) -> str | None:
+        """The run id of the recorded run (None for a recording made before petri_nb kept it)."""
+        return self.recording.run
+
+    @property
     def end_icount(self) -> int | None:
         """The last instruction count a replay can stop at safely (one before the recording's end)."""
         end = self.recording.end_icount
