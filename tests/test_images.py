@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -108,6 +109,7 @@ def test_uefi_disk_boots_to_ready_under_ovmf() -> None:
     try:
         seconds = qemu.wait_for("serial", READY, 120)
         print(f"uefi_disk: ready after {seconds:.1f} s")
+        assert re.search(READY, qemu.serial())  # the disk's own readiness line, on its serial console
     finally:
         qemu.kill()
 
@@ -117,6 +119,7 @@ def test_bios_disk_boots_to_ready_under_seabios() -> None:
     try:
         seconds = qemu.wait_for("serial", READY, 120)
         print(f"bios_disk: ready after {seconds:.1f} s")
+        assert re.search(READY, qemu.serial())  # the disk's own readiness line, on its serial console
     finally:
         qemu.kill()
 

@@ -101,3 +101,12 @@ def test_a_recording_without_its_snapshot_is_one_petri_error(recording: Path, tm
     (copy / SNAPSHOT).unlink()
     with pytest.raises(PetriError, match=r"has no snap.qcow2: copy the whole recording directory"):
         petri_nb.replay(copy)
+
+
+def test_a_recording_whose_log_was_cut_short_warns(recording: Path, tmp_path: Path) -> None:
+    copy = _tampered(recording, tmp_path, {})
+    log = copy / "replay.bin"
+    log.write_bytes(log.read_bytes()[: log.stat().st_size // 2])  # a copy that stopped half-way
+    with pytest.warns(RuntimeWarning, match=r"replay.bin has \d+ of the \d+ bytes its QEMU wrote"):
+        replay = petri_nb.replay(copy)
+    replay.teardown()

@@ -17,6 +17,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ class Recording:
     halts: list[dict[str, Any]] | None = None
     #: The recorded run's id (its timeline's ``run``), so a replay can refuse another run's rows.
     run: str | None = None
+    #: The log's size when its QEMU quit: a shorter log was cut short on the way (a copy, a full disk).
+    log_bytes: int | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
@@ -158,15 +161,21 @@ class Recording:
             raise PetriError(f"recording {path}: accel must be 'tcg', not {meta.get('accel')!r:.40}")
         if not isinstance(halts, list) or not all(isinstance(h, dict) for h in halts):
             raise PetriError(f"recording {path}: halts must be a list of halt records")
-        run = meta.get("run")
+        run, size = meta.get("run"), meta.get("log_bytes")
         if run is not None and not isinstance(run, str):
             raise PetriError(f"recording {path}: run must be a run id, not {run!r:.40}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise PetriError(f"recording {path}: log_bytes must be a size in bytes, not {size!r:.40}")
+        if size is not None and (have := (path / LOG).stat().st_size) < size:
+            warnings.warn(f"recording {path}: {LOG} has {have} of the {size} bytes its QEMU wrote (cut short on "
+                          "the way?); the replay stops where the log does", RuntimeWarning, stacklevel=3)
         guest = replay_guest(path, meta["description"])
-        return cls(path, guest.name, meta["description"], end, halts, run)
+        return cls(path, guest.name, meta["description"], end, halts, run, size)
 
     def save(self) -> None:
         meta = {"format": FORMAT, "guest": self.guest, "description": self.description, "accel": "tcg",
-                "end_icount": self.end_icount, "halts": self.halts or [], "run": self.run}
+                "end_icount": self.end_icount, "halts": self.halts or [], "run": self.run,
+                "log_bytes": self.log_bytes}
         tmp = self.path / f".{META}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(self.path / META)
@@ -222,6 +231,13 @@ class Recorder:
         out of it aborted it ("replay_save_clock: assertion failed: (replay_mutex_locked())")."""
         raise NotSupported(f"{call}() is not supported while recording (QEMU 7.2's record/replay hangs or "
                            "aborts on it); replay() the recording, or launch without record=True")
+
+    def finish(self) -> None:
+        """Its QEMU has quit, so the log is whole: keep its size (a later copy cut short is then told)."""
+        self.finished = True
+        with contextlib.suppress(OSError):
+            self.recording.log_bytes = (self.path / LOG).stat().st_size
+            self.recording.save()
 
     async def mark_end(self, execute: Execute, halt: Halt | None = None) -> int | None:
         """Note where the recording is now (at a halt: where the guest halted)."""

@@ -376,6 +376,8 @@ class QemuRuntime(Runtime):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.recorder.mark_end(self._execute), QUIT_GRACE)
             await self._instance.stop(QUIT_GRACE)  # first, so the pumps still record QEMU's last events
+            if self.recorder is not None:  # QEMU has written the whole log now
+                await asyncio.to_thread(self.recorder.finish)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
