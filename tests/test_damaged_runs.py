@@ -88,3 +88,11 @@ def test_a_fleet_whose_last_outcome_line_was_cut_off_still_reads(tmp_path: Path)
 def test_seek_to_a_row_whose_count_is_not_a_number(row: dict):
     with pytest.raises(petri_nb.PetriError, match="is not a number"):
         instruction_count(row, 1000)
+
+
+def test_a_run_dir_whose_name_is_not_utf8_does_not_fail_the_folder(tmp_path: Path):
+    _saved_run(tmp_path / "runs" / "plain")
+    odd = _saved_run(tmp_path / "runs" / "odd")
+    os.rename(odd, os.fsdecode(os.fsencode(tmp_path / "runs") + b"/run-\xff\xfe"))  # bytes no UTF-8 decodes
+    frame = petri_nb.read_timelines(tmp_path / "runs")
+    assert frame["run"].nunique() == 2

@@ -9,6 +9,7 @@ metadata columns and the per-run time order are then done once over all rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,12 +63,24 @@ def read_table(path: Path, what: str = "saved timeline part") -> pa.Table:
     """One Parquet file as Arrow; a damaged or foreign file is a PetriError naming it."""
     regular(path, what)
     try:  # ParquetFile, not read_table: read_table plans a dataset per file, 3x the cost of a tiny file
-        with pq.ParquetFile(path) as file:
+        with contextlib.ExitStack() as stack:
+            source: Any = path
+            if not _utf8(path):  # Arrow takes only UTF-8 paths; Python opens any name the OS has
+                source = stack.enter_context(open(path, "rb"))
+            file = stack.enter_context(pq.ParquetFile(source))
             return file.read(use_threads=False)  # the callers' threads read the files side by side
     except FileNotFoundError:
         raise
     except Exception as e:  # not ours, or damaged by something other than a crash of ours
         raise PetriError(f"cannot read {what} {path}: {e}") from e
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 (surrogate-escaped by Python)
+        return False
+    return True
 
 
 def _timeline_table(path: Path) -> pa.Table:
