@@ -252,3 +252,22 @@ def test_every_row_of_a_recorded_run_can_be_seeked_to_and_shows_that_moments_con
         assert r.registers().equals(at_first)  # a row is a moment: the same state every time
     finally:
         r.teardown()
+
+
+@pytest.mark.slow
+def test_a_stuck_linux_replay_fails_by_its_progress_and_stays_usable() -> None:
+    # A recorded Linux boot with the guest agent replays only to instruction ~640 k here: QEMU 7.2 then
+    # waits, running, for an input its log cannot give back. Before: a 300 s wait for nothing.
+    vm = petri_nb.launch("linux", record=True)
+    try:
+        vm.wait_for_agent(timeout=180)
+        r = vm.replay()
+    finally:
+        vm.teardown()
+    try:
+        with pytest.raises(PetriError, match=r"stopped making progress at instruction \d+ on its way to \d+"):
+            r.seek(50_000_000)
+        assert r.seek(100_000) == 100_000 and r.state == "paused"
+    finally:
+        r.teardown()
+        shutil.rmtree(r.recording, ignore_errors=True)

@@ -16,6 +16,7 @@ shutdown is restarted (a fresh replay QEMU) before it seeks back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
 REPLAY_TIMEOUT = 300.0
 #: Instructions between the snapshots a long seek leaves (tmk under TCG replays ~7 M per second).
 SNAPSHOT_EVERY = 5_000_000
+#: A running replay whose instruction count stands still this long is stuck, not slow.
+STALL_AFTER = 10.0
+#: How often a seek looks at the replay's progress.
+PROGRESS_POLL = 1.0
 #: Bound on a reverse continue (QEMU replays the recording up to here twice at most).
 REVERSE_CONTINUE_TIMEOUT = 120.0
 
@@ -99,18 +104,29 @@ class ReplayRuntime(QemuRuntime):
         return await self._run_to(icount)
 
     async def _run_to(self, icount: int) -> int:
+        """Replay to ``icount``. Bounded by progress, not only by time: a replay whose count stands still
+        for STALL_AFTER seconds while it runs is stuck (QEMU 7.2 then waits forever for an input it has no
+        record of), so it is restarted, still usable, and the seek fails saying where it stopped."""
         stops = EventListener(("STOP",))
         with self.qmp.listen(stops):
             self._pump.expect_own_stop()
             await self._execute("replay-seek", {"icount": icount})
             deadline = time.monotonic() + REPLAY_TIMEOUT
+            seen, since = -1, time.monotonic()
             while (await self.status() == "running" or await self.icount() != icount):
-                if time.monotonic() > deadline:
+                now, here = time.monotonic(), await self.icount()
+                if here != seen:
+                    seen, since = here, now
+                elif now - since > STALL_AFTER:
+                    await self._restart_replay()
+                    raise PetriError(f"the replay stopped making progress at instruction {here} on its way to "
+                                     f"{icount}: QEMU 7.2 waits there for an input its log cannot give back "
+                                     "(a guest agent or other socket channel, for one); the replay restarted "
+                                     "at instruction 0: seek to a count before it")
+                if now > deadline:
                     raise PetriTimeout(f"the replay did not reach instruction {icount} within {REPLAY_TIMEOUT:g} s")
-                try:
-                    await asyncio.wait_for(stops.get(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stops.get(), min(PROGRESS_POLL, max(0.0, deadline - now)))
         return await self.icount()
 
     async def _snapshot(self, icount: int) -> None:
