@@ -298,6 +298,7 @@ def read_fleet(rundir: str | os.PathLike[str]) -> FleetResult:
     outcomes = outcomes_frame(rows)
     files = sorted(rundir.glob("*.parquet"))
     timeline = read_timelines([str(f) for f in files]) if files else empty_frame()
+    timeline = timeline[timeline["run"].isin(outcomes["run"])].reset_index(drop=True)  # outcome not yet: not done
     workers = dict(zip(outcomes["run"], outcomes["worker"], strict=True))
     timeline["worker"] = timeline["run"].map(workers).astype("string")
     return FleetResult(timeline, outcomes, rundir)
