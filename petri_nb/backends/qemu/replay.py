@@ -113,8 +113,11 @@ class ReplayRuntime(QemuRuntime):
             await self._execute("replay-seek", {"icount": icount})
             deadline = time.monotonic() + REPLAY_TIMEOUT
             seen, since = -1, time.monotonic()
-            while (await self.status() == "running" or await self.icount() != icount):
-                now, here = time.monotonic(), await self.icount()
+            while True:
+                running, here = await self.status() == "running", await self.icount()
+                if not running and here == icount:
+                    return here
+                now = time.monotonic()
                 if here != seen:
                     seen, since = here, now
                 elif now - since > STALL_AFTER:
@@ -127,7 +130,6 @@ class ReplayRuntime(QemuRuntime):
                     raise PetriTimeout(f"the replay did not reach instruction {icount} within {REPLAY_TIMEOUT:g} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stops.get(), min(PROGRESS_POLL, max(0.0, deadline - now)))
-        return await self.icount()
 
     async def _snapshot(self, icount: int) -> None:
         """A snapshot here (on the recording's snapshot drive) for later seeks; a failure only costs speed."""
