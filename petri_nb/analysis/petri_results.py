@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..errors import BadArgument, PetriError
 from ..records.timeline import COLUMNS, SOURCES
+from ..runtime.validation import path_list
 from .petri_format import LOG, OUTCOMES, TEST_FILES
 from .petri_scan import Found, find, kinds, read_folders
 
@@ -58,18 +59,11 @@ def read_petri_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLik
 
 
 def _found(paths: Any) -> list[Found]:
-    if isinstance(paths, (str, os.PathLike)):
-        items = [paths]
-    elif isinstance(paths, Iterable) and not isinstance(paths, bytes):
-        items = list(paths)
-    else:
-        raise BadArgument(f"read_petri_results() needs a path, a glob or a list of them, not {paths!r:.80}")
+    items = path_list(paths, "read_petri_results")
     if not items:
         raise PetriError("read_petri_results() got an empty list of paths")
     found: list[Found] = []
     for item in items:
-        if not isinstance(item, (str, os.PathLike)):
-            raise BadArgument(f"read_petri_results() paths must be str or os.PathLike, not {item!r:.80}")
         text = os.fspath(item)
         matches = sorted(glob.glob(os.path.expanduser(text))) if glob.has_magic(text) else [text]
         if not matches:

@@ -33,9 +33,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import BadArgument, PetriError, SaveError
+from ..errors import PetriError, SaveError
 from ..runtime.abandon import abandon
-from ..runtime.validation import checked
+from ..runtime.validation import checked, path_list
 from .scan import Unit, read_table, read_units, regular
 from .timeline import COLUMNS, Timeline, empty_frame, events_frame
 
@@ -230,21 +230,12 @@ def read_timelines(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.Pat
 
     Each item may be a run directory, a fleet's directory, a directory of either (e.g.
     the default runs dir, a folder of fleets), a single ``.parquet`` file or a glob of
-    any of those. Rows
-    are in time order within each run. After the schema's columns come the run's
+    any of those. Rows are in time order within each run. After the schema's columns come the run's
     metadata (``run_meta.META_COLUMNS``: host, qemu_version, ...), null where a run
     did not record it, so runs from many machines can be grouped.
     """
-    if isinstance(paths_or_glob, (str, os.PathLike)):
-        items = [paths_or_glob]
-    elif isinstance(paths_or_glob, Iterable) and not isinstance(paths_or_glob, bytes):
-        items = list(paths_or_glob)
-    else:
-        raise BadArgument(f"read_timelines() needs a path, a glob or a list of them, not {paths_or_glob!r:.80}")
-    if not all(isinstance(i, (str, os.PathLike)) for i in items):
-        raise BadArgument(f"read_timelines() paths must be str or os.PathLike, not {items!r:.80}")
     units: list[Unit] = []
-    for item in items:
+    for item in path_list(paths_or_glob, "read_timelines"):
         for path in _expand(item):
             if path.is_dir():
                 units.extend(_folder_units(path))

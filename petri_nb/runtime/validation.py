@@ -157,3 +157,18 @@ def checked(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def path_list(paths: Any, caller: str) -> list[str | os.PathLike[str]]:
+    """``paths`` as a list of paths or globs: one path, a glob, or an iterable of them (the readers of saved
+    runs and of petri results take all three); a BadArgument naming ``caller`` otherwise."""
+    if isinstance(paths, (str, os.PathLike)):
+        items = [paths]
+    elif isinstance(paths, collections.abc.Iterable) and not isinstance(paths, bytes):
+        items = list(paths)
+    else:
+        raise BadArgument(f"{caller}() needs a path, a glob or a list of them, not {paths!r:.80}")
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise BadArgument(f"{caller}() paths must be str or os.PathLike, not {item!r:.80}")
+    return items

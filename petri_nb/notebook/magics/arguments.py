@@ -63,6 +63,17 @@ def index(text: str) -> int:
     return value
 
 
+def score(text: str) -> float:
+    """A match score threshold in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a score: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a score in (0, 1], not {text!r}")
+    return value
+
+
 def mebibytes(text: str) -> int:
     """Guest memory in MiB: a whole number of at least 1."""
     try:

@@ -22,6 +22,7 @@ from .arguments import (
     path,
     ready,
     regex,
+    score,
     seconds,
     where,
 )
@@ -35,17 +36,6 @@ def icount_or_end(text: str) -> str:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an instruction count or 'end', not {text!r}") from None
     return text
-
-
-def score(text: str) -> float:
-    """A match score threshold in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a score: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a score in (0, 1], not {text!r}")
-    return value
 
 
 def key_combo(text: str) -> str:
