@@ -98,6 +98,21 @@ class Runtime(abc.ABC):
         """Replace the VM's state by ``data`` from save_state(); returns the run state, not resumed."""
         raise NotSupported(f"restore_state() is not implemented by the {self.backend_name} backend")
 
+    # The boot cache (petri_nb.vm.boot_cache): start a guest from its state at an earlier ready moment.
+    def boot_identity(self) -> dict[str, Any]:
+        """Everything that shapes this VM up to its ready moment, as JSON-able data (the cache key's
+        material): a change in any of it must be a miss. NotSupported if the guest cannot be cached."""
+        raise NotSupported(f"boot_cache is not implemented by the {self.backend_name} backend")
+
+    async def save_ready_state(self, folder: Path) -> None:
+        """Write into ``folder`` what start_from() needs to resume this VM as it is now (it keeps running)."""
+        raise NotSupported(f"boot_cache is not implemented by the {self.backend_name} backend")
+
+    async def start_from(self, sink: EventSink, folder: Path) -> bool:
+        """As start(), but from a state save_ready_state() wrote. False if the backend refused that state
+        and booted normally instead (the caller should discard it)."""
+        raise NotSupported(f"boot_cache is not implemented by the {self.backend_name} backend")
+
     # Guest debugging (petri_nb.vm.debug): reads need no debugger, the rest a debug stub.
     async def registers(self) -> list[Any]:
         """Every vCPU's registers, as rows with ``cpu``, ``name``, ``value`` and ``text``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends import create_runtime
-from ..errors import LaunchError, NotSupported, PetriError, PetriTimeout
+from ..errors import BadArgument, LaunchError, NotSupported, PetriError, PetriTimeout
 from ..guests import Guest, describe
 from ..model.boot_event import BootEvent
 from ..model.inspect_node import InspectNode
@@ -25,7 +25,7 @@ from ..records import persist
 from ..records.icount import IcountStamps
 from ..records.run_meta import describe_run, process_facts
 from ..runtime.loop import blocking_twins, run_blocking, runs_on_runtime_loop
-from . import readiness, registry
+from . import boot_cache, readiness, registry
 from .agent import Agent, AsyncAgent, agent_for
 from .console import Console
 from .debug import DebugMixin
@@ -61,7 +61,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         """The live view's side-channel sockets (for petri_nb.server); empty if the backend has none."""
         return dict(self.runtime.view_sockets)
 
-    async def _boot(self) -> None:
+    async def _boot(self, use_cache: bool = False) -> None:
         self._check_usable()
         start = time.monotonic()
         # Not raced against VM loss: start() reports QEMU dying as a LaunchError itself.
@@ -69,11 +69,40 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
             self.icount_stamps = IcountStamps(self.runtime.icount)
             self.runtime.recorder.recording.run = self.run_id  # so its replay can tell its rows from others
         process = asyncio.ensure_future(asyncio.to_thread(process_facts))  # forks git once: not on the loop
-        since = readiness.mark(self)
-        await self.runtime.start(self)
-        self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
-        self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
-        self._transition(Fact.STARTED)
+        cache = await boot_cache.plan(self.runtime) if use_cache else None
+        try:
+            restored = False
+            if cache is not None and cache.entry is not None:
+                boot_cache.replay_output(self, cache.entry)  # what the skipped boot printed, first
+                since = readiness.mark(self)  # a refused entry boots normally: ready is judged after this
+                restored = await boot_cache.start(self, self, cache)
+            else:
+                since = readiness.mark(self)
+                await self.runtime.start(self)
+            self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
+            self._timeline.meta["boot_cache"] = cache.outcome if cache is not None else None
+            self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
+            self._transition(Fact.STARTED)
+            if restored:
+                self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch "
+                             "(from boot cache)", {"boot_cache": "hit"})
+                if self.guest.agent == "qga":  # siblings from one entry share a clock and an RNG state
+                    agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+                    done = await boot_cache.freshen(agent.transport)
+                    self._record("runtime", "boot cache freshened", "; ".join(done) or "nothing the agent allows")
+                return
+            await self._until_ready(since, start)
+            if cache is not None and cache.building is not None:
+                took = time.monotonic() - start
+                size = await boot_cache.store(self, cache, since.console, since.boot_events, took)
+                if size is not None:
+                    self._record("runtime", "boot cache stored", f"{size} bytes, {took:.3f} s boot skipped next time",
+                                 {"bytes": size, "key": cache.key})
+        finally:
+            if cache is not None:
+                cache.release()
+
+    async def _until_ready(self, since: readiness.Mark, start: float) -> None:
         if self.guest.ready is not None:
             try:
                 await readiness.until_ready(self, since)
@@ -180,7 +209,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
 
 
 async def _launch(guest: str | Guest | None, name: str | None, accel: str, screen_watchdog: float | None = SCREEN_EVERY,
-                  console_stall: float | None = STALL_AFTER, **options: Any) -> AsyncVm:
+                  console_stall: float | None = STALL_AFTER, boot_cache: bool = False, **options: Any) -> AsyncVm:
     # Describing a preset may fetch and build (the Linux guest's kernel and initramfs):
     # off the runtime loop, so running VMs stay serviced meanwhile.
     spec = await asyncio.to_thread(describe, guest, **options)
@@ -192,7 +221,7 @@ async def _launch(guest: str | Guest | None, name: str | None, accel: str, scree
         raise
     registry.register(name, vm)
     try:
-        await vm._boot()
+        await vm._boot(_flag("boot_cache", boot_cache))
         await vm.watch_screen(screen_watchdog)
         await vm.watch_console(console_stall)
     except BaseException:
@@ -206,7 +235,9 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
                        **options: Any) -> AsyncVm:
     """Boot ``guest`` (a preset name, a Guest, or Guest fields as keywords: ``kernel=``, ``disks=``...)
     and return once it is ready. ``screen_watchdog`` (seconds) and ``console_stall`` (seconds) start
-    the watchdogs (``watch_screen``, ``watch_console``); None leaves one off."""
+    the watchdogs (``watch_screen``, ``watch_console``); None leaves one off. ``boot_cache=True``
+    starts from the state this guest had when it was last ready (petri_nb.vm.boot_cache), or boots
+    and stores that state for next time."""
     return await _launch(guest, name, accel, **options)
 
 
@@ -214,6 +245,12 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
 _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts", "uptime", "run_id", "run_meta",
               "gone_reason", "breakpoint_stop", "timeline", "checkpoints", "symbols", "observe_state", "view_sockets",
               "boot_events", "recording")
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadArgument(f"{name} must be True or False, not {value!r}")
+    return value
 
 
 def _as_vm(aio: AsyncVm) -> Vm:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from petri_nb.backends import create_runtime
-from petri_nb.errors import LaunchError, NotSupported, PetriError, PetriTimeout
+from petri_nb.errors import BadArgument, LaunchError, NotSupported, PetriError, PetriTimeout
 from petri_nb.guests import Guest, describe
 from petri_nb.model.boot_event import BootEvent
 from petri_nb.model.inspect_node import InspectNode
@@ -17,7 +17,7 @@ from petri_nb.records import persist
 from petri_nb.records.icount import IcountStamps
 from petri_nb.records.run_meta import describe_run, process_facts
 from petri_nb.runtime.loop import blocking_twins, run_blocking, runs_on_runtime_loop
-from petri_nb.vm import readiness, registry
+from petri_nb.vm import boot_cache, readiness, registry
 from petri_nb.vm.agent import Agent, AsyncAgent, agent_for
 from petri_nb.vm.console import Console
 from petri_nb.vm.debug import DebugMixin
@@ -56,7 +56,6 @@ from petri_nb.model.halt import Halt, HaltReason
 from petri_nb.runtime.abandon import abandon
 from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
 from petri_nb.vm.events import VmEvents
-from petri_nb.errors import BadArgument
 from petri_nb.model.screen import screen_row
 from petri_nb.vm.needles import Needle, ScreenMatch
 from petri_nb.vm.screen_match import NeedleWatch

@@ -91,14 +91,17 @@ def prepare_all(disks: tuple[Disk, ...], rundir: Path) -> list[PreparedDisk]:
     return [prepare(disk, i, rundir) for i, disk in enumerate(disks)]
 
 
-def locked_image(prepared: list[PreparedDisk], failure: str) -> Path | None:
-    """The user's image that QEMU could not lock, if that is why it failed to start.
+def explain_lock(prepared: list[PreparedDisk], error: LaunchError) -> LaunchError:
+    """QEMU's start-up failure, naming the user's image if QEMU could not lock it.
 
     QEMU takes its image locks when it attaches the disk, so only its own start-up can tell
     (``qemu-img info`` and ``qemu-io -r`` share the write permission and succeed)."""
-    if "lock" not in failure:
-        return None
-    return next((d.source for d in prepared if str(d.source) in failure), None)
+    failure = str(error)
+    image = next((d.source for d in prepared if str(d.source) in failure), None) if "lock" in failure else None
+    if image is None:
+        return error
+    return LaunchError(f"cannot use disk image {image}: it is locked, another QEMU is using it "
+                       "(stop that VM, or launch with a copy of the image)")
 
 
 def check_readable(what: str, path: Path | None) -> None:

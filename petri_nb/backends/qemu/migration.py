@@ -15,6 +15,7 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from ...errors import PetriError, PetriTimeout
 from .instance import QemuInstance
@@ -99,6 +100,42 @@ async def _wait_migrated(execute: Execute) -> None:
         await asyncio.sleep(POLL)  # polling query-migrate: QEMU 7.2 sends no event without a capability
 
 
+async def save_to_file(execute: Execute, send_fd: SendFd, path: Path) -> int:
+    """Migrate a paused VM's state straight into the new file ``path`` (QEMU writes it: no copy
+    through us); returns its size. The caller pauses and resumes around it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        send_fd(fd)
+        await execute("getfd", {"fdname": "petri-save"})
+    finally:
+        os.close(fd)
+    await execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
+    try:
+        await execute("migrate", {"uri": "fd:petri-save"})
+        await _wait_migrated(execute)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await execute("migrate_cancel")
+        with contextlib.suppress(Exception):
+            await execute("closefd", {"fdname": "petri-save"})
+        raise
+    return path.stat().st_size
+
+
+async def load_file(inst: QemuInstance, path: Path) -> str:
+    """As ``load``, QEMU reading the stream from the file ``path`` itself (a boot cache entry)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(STREAM_MAGIC)) != STREAM_MAGIC:
+                raise PetriError(f"{path} is not a QEMU migration stream")
+        inst.qmp.send_fd_scm(fd)
+        await inst.before_exit(inst.qmp.execute("getfd", {"fdname": "petri-restore"}), "passing the state file")
+    finally:
+        os.close(fd)
+    return await _incoming(inst, "petri-restore")
+
+
 async def _pipe_for_qemu(send_fd: SendFd, execute: Execute, fdname: str, *, qemu_reads: bool) -> int:
     """A pipe whose one end QEMU gets as ``fdname`` (for an ``fd:`` URI); returns our end."""
     rfd, wfd = os.pipe()
@@ -123,18 +160,23 @@ async def load(inst: QemuInstance, data: bytes) -> str:
         "petri-restore", qemu_reads=True)
     writing = asyncio.ensure_future(asyncio.to_thread(_write_all, wfd, data))
     try:
-        await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": "fd:petri-restore"}),
-                               "starting the incoming migration")
-        deadline = time.monotonic() + MIGRATE_TIMEOUT
-        while True:
-            status = (await inst.before_exit(inst.qmp.execute("query-status"), "loading the state"))["status"]
-            if status != "inmigrate":
-                return status
-            if time.monotonic() > deadline:
-                raise PetriTimeout(f"loading the state did not finish within {MIGRATE_TIMEOUT:g} s")
-            await asyncio.sleep(POLL)  # polling: no completion event without the events capability
+        return await _incoming(inst, "petri-restore")
     finally:
         await writing
+
+
+async def _incoming(inst: QemuInstance, fdname: str) -> str:
+    """Start the incoming migration from QEMU's fd ``fdname`` and wait until it ends."""
+    await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": f"fd:{fdname}"}),
+                           "starting the incoming migration")
+    deadline = time.monotonic() + MIGRATE_TIMEOUT
+    while True:
+        status = (await inst.before_exit(inst.qmp.execute("query-status"), "loading the state"))["status"]
+        if status != "inmigrate":
+            return status
+        if time.monotonic() > deadline:
+            raise PetriTimeout(f"loading the state did not finish within {MIGRATE_TIMEOUT:g} s")
+        await asyncio.sleep(POLL)  # polling: no completion event without the events capability
 
 
 def check_stream(data: object) -> bytes:

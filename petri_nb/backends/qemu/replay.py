@@ -27,8 +27,9 @@ from qemu.qmp import EventListener
 
 from ...errors import NotSupported, PetriError, PetriTimeout
 from ...model.halt import Halt, HaltReason
+from .debug_calls import HALTED_STATES
 from .recording import Recording
-from .runtime import HALTED_STATES, OLD_QEMU_GRACE, QemuRuntime
+from .runtime import OLD_QEMU_GRACE, QemuRuntime
 
 #: Bound on one seek or reverse step: QEMU re-executes from the snapshot before the target.
 REPLAY_TIMEOUT = 300.0

@@ -18,8 +18,9 @@ from ...guests.description import Guest
 from ...model.inspect_node import InspectNode
 from .. import view
 from ..base import EventSink, Runtime
-from . import agent_port, command, cpu, disks, display, migration, rundirs
+from . import agent_port, command, disks, display, migration, ready_state, rundirs
 from .boot_events import BootWatcher
+from .debug_calls import GuestDebugCalls
 from .firmware import VARS_FILE, firmware_args, has_variable_store, reboots_itself_after_reset
 from .gdb import Debugger
 from .halts import CpuLog, EventPump
@@ -38,8 +39,6 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 START_TIMEOUT = 30.0
 QUIT_GRACE = 3.0
-#: QEMU run states of a halted VM: only a reset (or restore) makes it run again.
-HALTED_STATES = ("shutdown", "guest-panicked", "internal-error")
 #: Bound on starting a replacement QEMU (restore, relaunch) and loading a state into it.
 REPLACE_TIMEOUT = migration.MIGRATE_TIMEOUT
 #: How long the QEMU a restore or relaunch replaces gets to quit before it is killed.
@@ -50,7 +49,7 @@ SERVED_SOCKETS = (command.GDB_SOCKET, *display.QEMU_VIEW_SOCKETS)
 LINK_LOST_GRACE = 0.5
 
 
-class QemuRuntime(Runtime):
+class QemuRuntime(GuestDebugCalls, Runtime):
     """One QEMU VM: a 0700 run directory with its sockets and logs, the process, one QMP client."""
 
     backend_name = "QEMU"
@@ -76,6 +75,7 @@ class QemuRuntime(Runtime):
         self._tpm: Swtpm | None = None
         self._spares: set[QemuInstance] = set()  # replacement QEMUs not (yet) the VM's: discarded at teardown
         self._disks: list[disks.PreparedDisk] = []
+        self._ready_state: Path | None = None  # start_from(): the boot cache entry this VM starts from
         self.recorder = Recorder(guest, name, self.accel) if guest.record else None  # launch(record=True)
         # Made in _start, once the run dir and the command line exist.
         self._pump: EventPump
@@ -125,16 +125,34 @@ class QemuRuntime(Runtime):
                                  self.registers, sink.debug_stopped, sink.debug_running)
         self.hotplug = PcieHotplug(self._execute, lambda listener: self.qmp.listen(listener), self.rundir,
                                    self.argv)
+        await self._attach(await self._first_qemu())
+        await self._begin()
+
+    async def _first_qemu(self) -> QemuInstance:
+        """The VM's first QEMU: from start_from()'s state if QEMU takes it, else booting normally."""
+        if self._ready_state is None:
+            return await self._spawn(self.argv)
+        inst = await self._spawn([*self.argv, "-incoming", "defer"])
         try:
-            inst = await QemuInstance.start(self.qmp, self.argv, self.rundir, failure=LaunchError,
+            ready_state.check_loaded(await ready_state.load(inst, self._ready_state))
+            return inst
+        except PetriError as e:  # a state this QEMU cannot take: boot normally, the caller discards it
+            await inst.discard()
+            assert self._sink is not None and self.rundir is not None
+            self._sink.record("runtime", "boot cache refused", str(e))
+            self._ready_state = None
+            self.argv = await asyncio.to_thread(self._prepare, self.rundir)  # fresh overlays and variables
+            return await self._spawn(self.argv)
+
+    async def _spawn(self, argv: list[str]) -> QemuInstance:
+        assert self.rundir is not None
+        try:
+            return await QemuInstance.start(QMPClient(self.name), argv, self.rundir, failure=LaunchError,
                                             what="QEMU", timeout=START_TIMEOUT)
         except LaunchError as e:
-            if (image := disks.locked_image(self._disks, str(e))) is not None:
-                raise LaunchError(f"cannot use disk image {image}: it is locked, another QEMU is using it "
-                                  "(stop that VM, or launch with a copy of the image)") from e
-            raise
-        await self._attach(inst)
-        await self._begin()
+            if (better := disks.explain_lock(self._disks, e)) is e:
+                raise
+            raise better from e
 
     async def _begin(self) -> None:
         """Let the guest run (a replay stays paused instead)."""
@@ -144,6 +162,8 @@ class QemuRuntime(Runtime):
         """Disk overlays, the firmware's variable store, and the command line that uses them."""
         self._disks = disks.prepare_all(self.guest.disks, rundir)
         device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
+        if self._ready_state is not None:
+            ready_state.restore_files(self._ready_state, rundir, self._disks)
         argv = command.build_command(self.guest, rundir, self.accel, self._disks, device_args)
         return argv if self.recorder is None else self.recorder.command(argv, rundir)
 
@@ -306,35 +326,18 @@ class QemuRuntime(Runtime):
         await self._replace(incoming)
         return status
 
-    async def registers(self) -> list[cpu.Register]:
-        return await cpu.registers(self._execute)
+    def boot_identity(self) -> dict[str, Any]:
+        return ready_state.identity(self.guest, self.accel)
 
-    async def read_memory(self, addr: int, size: int, physical: bool = False, cpu_index: int = 0) -> bytes:
+    async def save_ready_state(self, folder: Path) -> None:
         assert self.rundir is not None
-        return await cpu.read_memory(self._execute, self.rundir, addr, size, physical, cpu_index)
+        await ready_state.save(folder, self._execute, self.qmp.send_fd_scm, self.status, self.pause, self.resume,
+                               ready_state.saved_files(self._disks, self.rundir))
 
-    async def write_memory(self, addr: int, data: bytes, physical: bool = False) -> None:
-        cpu.check_range(addr, len(data))
-        await (await self.debugger.session()).write_memory(addr, data, physical)
-
-    async def break_at(self, addr: int) -> None:
-        await self.debugger.break_at(addr)
-
-    async def remove_breakpoint(self, addr: int) -> None:
-        await self.debugger.delete(addr)
-
-    async def step(self) -> int:
-        await self._refuse_if_halted("step")
-        return await self.debugger.step()
-
-    async def continue_(self) -> None:
-        await self._refuse_if_halted("continue_")
-        await (await self.debugger.session()).continue_()
-
-    async def _refuse_if_halted(self, call: str) -> None:
-        status = await self.status()
-        if status in HALTED_STATES:
-            raise PetriError(f"cannot {call}(): the VM is halted ({status}); reset() it first")
+    async def start_from(self, sink: EventSink, folder: Path) -> bool:
+        self._ready_state = folder
+        await self.start(sink)
+        return self._ready_state is not None
 
     async def send_input(self, events: list[dict[str, Any]]) -> None:
         await self._execute("input-send-event", {"events": events})
