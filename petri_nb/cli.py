@@ -65,6 +65,22 @@ def runs_report_main(runs: list[str], out: Path, title: str | None, max_console_
     return 0
 
 
+def cache_main(action: str) -> int:
+    from .records.boot_cache import BootCache
+
+    store = BootCache()
+    if action == "clear":
+        print(f"{store.root}: removed {store.clear()} boot cache entries")
+        return 0
+    table = store.table()
+    if table.empty:
+        print(f"{store.root}: no boot cache entries")
+    else:
+        print(table.to_string(index=False))
+        print(f"{store.root}: {len(table)} entries, {table['MiB'].sum():.1f} of {store.limit / (1 << 20):.0f} MiB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petri-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p_runs.add_argument("--title", default=None, help="the page title (default: petri_nb runs report: N runs)")
     p_runs.add_argument("--max-console-lines", type=int, default=None, metavar="N",
                         help="console lines shown per run, those nearest the halts first (default 1000)")
+    p_cache = sub.add_parser("cache", help="list or clear the boot cache (launch(boot_cache=True))")
+    p_cache.add_argument("action", choices=["ls", "clear"])
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -94,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             from .headless import main as report_main
 
             return report_main(args.notebook, args.out, args.parameter, args.timeout)
+        if args.command == "cache":
+            return cache_main(args.action)
         if args.command == "runs-report":
             return runs_report_main(args.runs, args.out, args.title, args.max_console_lines)
         from .guests.tmk import build

@@ -45,7 +45,7 @@ from .records.persist import read_timelines, write_parquet
 from .records.run_meta import with_meta_columns
 from .records.timeline import empty_frame
 from .runtime.validation import checked
-from .vm.facade import Vm, launch
+from .vm.facade import VM_OPTIONS, Vm, launch
 
 Experiment = Callable[[Vm], Any]
 
@@ -332,7 +332,7 @@ def run(experiment: str | Experiment, runs: int = 1, guest: str = "tmk", client:
     if "name" in launch_options:
         raise PetriError("a fleet names its VMs itself; drop the name= launch option")
     # Fail here, once, rather than on every worker: bad guest names and options are LaunchErrors.
-    describe(guest, **{k: v for k, v in launch_options.items() if k != "accel"})
+    describe(guest, **{k: v for k, v in launch_options.items() if k not in VM_OPTIONS})
     fleet = f"fleet-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     rundir = Path(rundir) if rundir is not None else Path.cwd() / "petri_nb-runs" / fleet
     rundir.mkdir(parents=True, exist_ok=True)

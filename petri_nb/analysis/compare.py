@@ -61,6 +61,7 @@ def compare(a: Any, b: Any, metric: str | UserMetric | list[str | UserMetric] | 
             from None
     metrics = resolve(metric)
     fa, fb = timeline_of(a, "run set a"), timeline_of(b, "run set b")
+    _warn_if_boot_cache_mixed(fa, fb)
     rows: list[dict[str, Any]] = []
     for m in metrics:
         sa, sb = m.measure(fa, ready), m.measure(fb, ready)
@@ -71,6 +72,22 @@ def compare(a: Any, b: Any, metric: str | UserMetric | list[str | UserMetric] | 
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     return out.astype({"metric": "string", "key": "string", "unit": "string", "verdict": "string",
                        "n_a": "int64", "n_b": "int64", "samples_a": "int64", "samples_b": "int64"})
+
+
+def _warn_if_boot_cache_mixed(fa: pd.DataFrame, fb: pd.DataFrame) -> None:
+    """Runs started from the boot cache skip the boot: timing them against booted runs says little."""
+    counts = []
+    for frame in (fa, fb):
+        if "boot_cache" not in frame or frame.empty:
+            counts.append((0, frame["run"].nunique() if "run" in frame else 0))
+            continue
+        per_run = frame.groupby("run", observed=True)["boot_cache"].first()
+        counts.append((int((per_run == "hit").sum()), int((per_run != "hit").sum() + per_run.isna().sum())))
+    hits, booted = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    if hits and booted:
+        warnings.warn(f"compare: the run sets mix {hits} runs started from the boot cache with {booted} that booted "
+                      f"(a: {counts[0][0]} cached of {sum(counts[0])}, b: {counts[1][0]} of {sum(counts[1])}); "
+                      "boot and ready times of the two are not alike", stacklevel=3)
 
 
 def _check_fraction(name: str, value: Any) -> None:

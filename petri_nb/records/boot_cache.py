@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..errors import BadArgument
 
 #: Bumped when what an entry holds changes: older entries are then misses.
@@ -192,6 +194,15 @@ class BootCache:
                 manifest = json.loads((folder / MANIFEST).read_text())
                 found.append(Entry(folder.name, folder, manifest))
         return sorted(found, key=lambda e: -float(e.manifest.get("used", 0)))
+
+    def table(self) -> pd.DataFrame:
+        """One row per entry, most recently used first: what ``petri-nb cache ls`` prints."""
+        rows = [{"key": e.key, "guest": e.meta.get("guest"), "MiB": round(e.size / (1 << 20), 1),
+                 "boot_s": e.meta.get("boot_s"), "hits": int(e.manifest.get("hits", 0)),
+                 "created": pd.Timestamp(float(e.manifest.get("created", 0)), unit="s").floor("s"),
+                 "used": pd.Timestamp(float(e.manifest.get("used", 0)), unit="s").floor("s")}
+                for e in self.entries()]
+        return pd.DataFrame(rows, columns=["key", "guest", "MiB", "boot_s", "hits", "created", "used"])
 
     def evict(self, keep: str | None = None) -> list[str]:
         """Remove least recently used entries (never ``keep``) until the store fits its bound."""

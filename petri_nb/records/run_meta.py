@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 #: The metadata columns ``read_timelines`` adds after the timeline schema's columns (all ``string``).
-META_COLUMNS = ("host", "qemu_version", "accel", "firmware", "guest_hash", "petri_nb_version", "git_commit")
+META_COLUMNS = ("host", "qemu_version", "accel", "firmware", "guest_hash", "petri_nb_version", "git_commit",
+                "boot_cache")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # petri_nb/
 SOURCE_TREE = PACKAGE_DIR.parent
 

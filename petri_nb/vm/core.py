@@ -270,7 +270,7 @@ class VmCore(VmEvents):
             return
         start = self._timeline.now()
         self._transition(Fact.TORN_DOWN)
-        for note in list(self._readiness_notes):
+        for note in list(self._background):
             note.cancel()
         try:
             await self.runtime.teardown()

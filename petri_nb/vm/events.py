@@ -12,7 +12,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..backends.base import Runtime
@@ -54,7 +54,7 @@ class VmEvents:
         self._state_observers: list[StateObserver] = []
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
         self._view_resets = 0  # presses of the view's reset button whose RESET has not come yet
-        self._readiness_notes: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # readiness notes, a hit's freshen
         self._bp_signal = asyncio.Event()
         self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
         self.boot_events: list[BootEvent] = []
@@ -156,9 +156,13 @@ class VmEvents:
                 return
             self._record("runtime", "ready", f"guest ready {self._timeline.now() - start:.3f} s after {after}")
 
-        task = asyncio.ensure_future(note())
-        self._readiness_notes.add(task)
-        task.add_done_callback(self._readiness_notes.discard)
+        self._in_background(note())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the caller; teardown cancels it if it is still running."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def halted(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)

@@ -87,9 +87,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
                 self._record("runtime", "ready", f"guest ready {time.monotonic() - start:.3f} s after launch "
                              "(from boot cache)", {"boot_cache": "hit"})
                 if self.guest.agent == "qga":  # siblings from one entry share a clock and an RNG state
-                    agent = await agent_for(self, timeout=AGENT_TIMEOUT)
-                    done = await boot_cache.freshen(agent.transport)
-                    self._record("runtime", "boot cache freshened", "; ".join(done) or "nothing the agent allows")
+                    self._in_background(self._freshen())
                 return
             await self._until_ready(since, start)
             if cache is not None and cache.building is not None:
@@ -101,6 +99,16 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         finally:
             if cache is not None:
                 cache.release()
+
+    async def _freshen(self) -> None:
+        """After a hit, in the background (launch does not wait for the agent): boot_cache.freshen."""
+        try:
+            agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+            done = await boot_cache.freshen(agent.transport)
+        except PetriError as e:
+            self._record("runtime", "boot cache not freshened", str(e))
+            return
+        self._record("runtime", "boot cache freshened", "; ".join(done) or "nothing the agent allows")
 
     async def _until_ready(self, since: readiness.Mark, start: float) -> None:
         if self.guest.ready is not None:
@@ -206,6 +214,10 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
             self._replay_control("replay")  # raises NotSupported, saying how to record
         await self.teardown()
         return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
+
+
+#: launch() options that are the VM's rather than its guest's (a Guest has no such field).
+VM_OPTIONS = ("accel", "boot_cache", "screen_watchdog", "console_stall")
 
 
 async def _launch(guest: str | Guest | None, name: str | None, accel: str, screen_watchdog: float | None = SCREEN_EVERY,

@@ -78,6 +78,7 @@ from petri_nb.vm.diagnoser import Diagnoser
 AGENT_TIMEOUT: float
 BOOT_EVENT_TIMEOUT: float
 INSPECT_TIMEOUT: float
+VM_OPTIONS: tuple
 _FORWARDED: tuple
 V = TypeVar('V', bound=VmCore)
 T = TypeVar('T')

@@ -32,7 +32,7 @@ SAVED = "saved"
 
 #: ``%petri launch`` options (argparse dests) passed to ``petri_nb.launch`` as keywords when given.
 LAUNCH_OPTIONS = ("name", "accel", "kernel", "initrd", "append", "disks", "cdrom", "firmware", "firmware_vars",
-                  "memory_mib", "cpus", "tpm", "agent", "ready", "ready_timeout")
+                  "memory_mib", "cpus", "tpm", "agent", "ready", "ready_timeout", "boot_cache")
 
 
 class Session:

@@ -79,6 +79,8 @@ LAUNCH_ARGS = (
     arg("--ready", type=ready, default=_SUPPRESS, metavar="REGEX|" + "|".join(READY_WORDS),
         help="when the guest is ready: console regex, agent answering, first boot event, or none"),
     arg("--ready-timeout", type=seconds, default=_SUPPRESS, metavar="S", help="seconds to wait for readiness"),
+    arg("--cached", dest="boot_cache", action="store_true", default=_SUPPRESS,
+        help="start from this guest's state when it was last ready (the boot cache), or store it now"),
     arg("--name", default=_SUPPRESS, metavar="N", help="VM name (default: GUEST-N)"),
     # Checked by the backend, which knows which accelerators it has (e.g. whether /dev/kvm is usable).
     arg("--accel", default=_SUPPRESS, metavar="tcg|kvm|auto", help="accelerator (default tcg)"),
@@ -88,7 +90,7 @@ LAUNCH_ARGS = (
 LAUNCH_SYNOPSIS = ("[GUEST] [--kernel PATH] [--initrd PATH] [--append TEXT] [--disk PATH]... [--cdrom PATH] "
                    "[--firmware bios|qboot|uefi|uefi-secure] [--firmware-vars PATH] [--memory MIB] [--cpus N] [--tpm] "
                    "[--agent qga] "
-                   "[--ready REGEX|agent|boot|none] [--ready-timeout S] [--name N] [--accel tcg|kvm|auto]")
+                   "[--ready REGEX|agent|boot|none] [--ready-timeout S] [--cached] [--name N] [--accel tcg|kvm|auto]")
 
 SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
     Subcommand("launch", "Boot GUEST (default tmk, or your own files), make it the current VM and show it.",
