@@ -141,3 +141,29 @@ def test_time_traveller_records_a_crash_replays_it_continues_to_the_end_and_step
     assert "TRIPLE_FAULT" in out[3] and "TRIPLE_FAULT" in out[6]
     assert out[9].strip() == "paused True", out[9]
 
+
+
+def test_iterating_developer_relaunches_a_uefi_disk_from_the_boot_cache_crashes_it_and_relaunches(tmp_path):
+    disk = shutil.copy(uefi_disk(), tmp_path / "my.img")
+    before = sha256(Path(disk))
+    launch = ("vm = %petri launch --disk my.img --firmware uefi --memory 256 --ready 'petri-images: ready' "
+              "--cached --name it{n}\nprint(vm.run_meta['boot_cache'])")
+    crash = ("%petri send echo c > /proc/sysrq-trigger\n"
+             "halt = %petri wait-halt --timeout 60\nprint(halt.reason.name)\n%petri teardown")
+    out = journey("iterating_developer", [
+        f"import os, time\nos.environ['PETRI_NB_BOOT_CACHE'] = {str(tmp_path / 'cache')!r}\n%load_ext petri_nb",
+        launch.format(n=1), crash,
+        "t0 = time.monotonic()\n" + launch.format(n=2) + "\nprint(f'{time.monotonic() - t0:.2f}')",
+        "%petri expect 'petri-images: ready'\nprint(len(vm.boot_events))", crash,
+        "print(vm.timeline().query(\"kind == 'ready'\")['detail'].tolist())",
+        "import subprocess, sys\nprint(subprocess.run([sys.executable, '-m', 'petri_nb.cli', 'cache', 'ls'], "
+        "capture_output=True, text=True).stdout)",
+    ], tmp_path)
+    # (a cell's text also holds the launch's progress line, on stderr)
+    assert out[1].strip().endswith("stored") and out[2].strip() in ("PANIC", "RESET")
+    assert out[3].splitlines()[-2].endswith("hit") and float(out[3].splitlines()[-1]) < 5
+    assert int(out[4].split()[-1]) >= 1  # the skipped boot's boot events are there
+    assert out[5].strip() == out[2].strip()  # a guest from the cache crashes like a booted one
+    assert "(from boot cache)" in out[6]
+    assert "1 entries" in out[7]
+    assert sha256(Path(disk)) == before
