@@ -23,7 +23,9 @@ def test_the_checked_in_stubs_match_the_generated_twins(tmp_path: Path) -> None:
     """``Vm``, ``Console`` and ``Agent`` are generated at import: their stubs must say what they are now."""
     proc = subprocess.run([sys.executable, str(STUBS), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    for fresh in tmp_path.rglob("*.pyi"):
+    fresh_files = [*tmp_path.rglob("*.pyi"), *tmp_path.rglob("twin_names.py")]
+    assert len(fresh_files) == 5
+    for fresh in fresh_files:
         shipped = STUBS.parent.parent / fresh.relative_to(tmp_path)
         assert shipped.read_text() == fresh.read_text(), f"{shipped} is stale: run tools/make_stubs.py"
     assert (STUBS.parent.parent / "petri_nb" / "py.typed").exists()
@@ -31,7 +33,7 @@ def test_the_checked_in_stubs_match_the_generated_twins(tmp_path: Path) -> None:
 
 def test_an_editor_completes_the_blocking_twins_with_their_parameters(tmp_path: Path) -> None:
     """What an editor or a language server reads (Jedi on a script): ``vm.wait_for_halt(`` shows its real
-    parameters through the stub. (Jedi on a live object in a kernel still reads facade.py: issue 23.)"""
+    parameters through the stub."""
     import jedi
 
     script = tmp_path / "user.py"
@@ -41,6 +43,22 @@ def test_an_editor_completes_the_blocking_twins_with_their_parameters(tmp_path: 
     found = jedi.Script(code, path=script, project=jedi.Project(tmp_path, sys_path=[str(root)])).get_signatures(3, 17)
     assert [s.to_string() for s in found] == ["wait_for_halt(allow_reset: bool=False, timeout: float | None=None) "
                                               "-> Halt"]
+
+
+def test_a_kernel_completes_a_live_vms_twins_with_their_parameters(tmp_path: Path) -> None:
+    """What JupyterLab asks a real kernel (IPython's completer, Jedi on the live object): after
+    ``vm.wait_for_halt(`` it offers the twin's parameters and shows its signature."""
+    from nbrun import run_notebook, text_of
+
+    code = ("import petri_nb\nfrom IPython.core.completer import provisionalcompleter\n"
+            "vm = petri_nb.launch('tmk')\nwith provisionalcompleter():\n"
+            "    found = list(get_ipython().Completer.completions('vm.wait_for_halt(', 17))\n"
+            "    named = list(get_ipython().Completer.completions('vm.wait_for_h', 13))\n"
+            "print(sorted(c.text for c in found if c.text.endswith('=')))\n"
+            "print([c.signature for c in named if c.text == 'wait_for_halt'])\nvm.teardown()")
+    out = text_of(run_notebook([code], tmp_path).cells[0]).splitlines()
+    assert out[-2] == "['allow_reset=', 'timeout=']"
+    assert out[-1] == '["(allow_reset: \'bool\'=False, timeout: \'float | None\'=None)"]'
 
 
 def test_the_old_flat_module_names_the_readme_documents_still_import() -> None:

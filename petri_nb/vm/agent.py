@@ -19,6 +19,7 @@ from ..model.agent_result import MAX_OUTPUT, AgentResult, check_guest_path
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from .agent_petri import PetriAgentChannel
 from .qga import QgaClient
+from .twin_names import AgentTwins
 
 if TYPE_CHECKING:
     from .core import VmCore
@@ -114,7 +115,7 @@ class AsyncAgent:
 
 
 @blocking_twins(AsyncAgent)
-class Agent:
+class Agent(AgentTwins):
     """Blocking face of AsyncAgent (methods generated from it); ``agent.aio`` is the async one."""
 
     def __init__(self, aio: AsyncAgent) -> None:

@@ -9,6 +9,7 @@ from petri_nb.model.agent_result import MAX_OUTPUT, AgentResult, check_guest_pat
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
 from petri_nb.vm.agent_petri import PetriAgentChannel
 from petri_nb.vm.qga import QgaClient
+from petri_nb.vm.twin_names import AgentTwins
 from petri_nb.vm.core import VmCore
 
 TRANSPORTS: dict[str, Any]
@@ -57,7 +58,7 @@ class AsyncAgent:
         ...
 
 
-class Agent:
+class Agent(AgentTwins):
     """Blocking face of AsyncAgent (methods generated from it); ``agent.aio`` is the async one."""
     def __init__(self, aio: AsyncAgent) -> None:
         ...

@@ -17,6 +17,7 @@ from ..errors import ConsoleFailure
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from ..runtime.validation import checked
 from . import bounded_search
+from .twin_names import ConsoleTwins
 
 #: Puts one row on the VM's timeline: (source, kind, detail).
 Record = Callable[..., None]
@@ -146,7 +147,7 @@ class AsyncConsole:
 
 
 @blocking_twins(AsyncConsole, forward=("text", "last_line", "tail", "dropped_chars"))
-class Console:
+class Console(ConsoleTwins):
     """Blocking face of AsyncConsole, for the sync ``Vm`` (methods generated from AsyncConsole)."""
 
     def __init__(self, aio: AsyncConsole) -> None:

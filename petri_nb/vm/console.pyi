@@ -11,6 +11,7 @@ from petri_nb.errors import ConsoleFailure
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
 from petri_nb.runtime.validation import checked
 from petri_nb.vm import bounded_search
+from petri_nb.vm.twin_names import ConsoleTwins
 
 Record = Callable[..., None]
 Call = Callable[..., Awaitable[Any]]
@@ -42,7 +43,7 @@ class AsyncConsole:
         """``expect`` ignores what was printed before ``mark`` (a reset: the previous boot's output)."""
 
 
-class Console:
+class Console(ConsoleTwins):
     """Blocking face of AsyncConsole, for the sync ``Vm`` (methods generated from AsyncConsole)."""
     def __init__(self, aio: AsyncConsole) -> None:
         ...

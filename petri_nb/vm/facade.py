@@ -34,6 +34,7 @@ from .save_restore import StateMixin
 from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
 from .time_travel import TimeTravelMixin, start_replay
+from .twin_names import VmTwins
 from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ _as_vm.__name__ = "Vm"  # the twin's return annotation
 
 
 @blocking_twins(AsyncVm, wraps={"wait_for_agent": Agent, "replay": _as_vm}, forward=_FORWARDED)
-class Vm:
+class Vm(VmTwins):
     """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view.
 
     Its methods are generated from AsyncVm's coroutines (petri_nb.runtime.loop.blocking_twins), so the two

@@ -26,6 +26,7 @@ from petri_nb.vm.save_restore import StateMixin
 from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
 from petri_nb.vm.time_travel import TimeTravelMixin, start_replay
+from petri_nb.vm.twin_names import VmTwins
 from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
 import anywidget
 import contextlib
@@ -128,7 +129,7 @@ async def launch_async(guest: str | Guest | None = None, *, name: str | None = N
     """Boot ``guest`` (a preset name, a Guest, or Guest fields as keywords: ``kernel=``, ``disks=``...)"""
 
 
-class Vm:
+class Vm(VmTwins):
     """Blocking handle over an AsyncVm; ``vm.aio`` is the async one. Displays as the live view."""
     aio: AsyncVm
     console: Console

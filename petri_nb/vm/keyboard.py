@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import BadArgument, PetriError
 from ..model.run_state import RunState
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
+from .twin_names import KeyboardTwins
 
 #: QEMU's QKeyCode names (QAPI ``QKeyCode``, as QEMU 7-9 list them), the ``sendkey`` spelling.
 QCODES = frozenset((
@@ -189,7 +190,7 @@ class AsyncKeyboard:
 
 
 @blocking_twins(AsyncKeyboard)
-class Keyboard:
+class Keyboard(KeyboardTwins):
     """Blocking face of AsyncKeyboard (methods generated from it), ``vm.keyboard`` of a ``Vm``."""
 
     def __init__(self, aio: AsyncKeyboard) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from petri_nb.errors import BadArgument, PetriError
 from petri_nb.model.run_state import RunState
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
+from petri_nb.vm.twin_names import KeyboardTwins
 
 QCODES: frozenset
 ALIASES: dict
@@ -47,7 +48,7 @@ class AsyncKeyboard:
         """Move to screen pixel (``x``, ``y``) and click ``button`` (left, right, middle, wheel-up...)."""
 
 
-class Keyboard:
+class Keyboard(KeyboardTwins):
     """Blocking face of AsyncKeyboard (methods generated from it), ``vm.keyboard`` of a ``Vm``."""
     def __init__(self, aio: AsyncKeyboard) -> None:
         ...
