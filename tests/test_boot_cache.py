@@ -213,3 +213,14 @@ def test_the_magic_launches_from_the_cache_with_cached(cache: store.BootCache, s
     vm = shell.run_line_magic("petri", "launch tmk")
     outcomes.append(vm.run_meta["boot_cache"])
     assert outcomes == ["stored", "hit", None]
+
+
+def test_saved_runs_and_their_report_say_which_came_from_the_cache(cache: store.BootCache, tmp_path: Path):
+    runs = tmp_path / "runs"
+    for _ in range(2):
+        with _launch() as vm:
+            vm.save_timeline(runs)
+    frame = petri_nb.read_timelines(runs)
+    assert sorted(frame.groupby("run")["boot_cache"].first()) == ["hit", "stored"]
+    html = petri_nb.runs_report(runs, tmp_path / "report.html").read_text()
+    assert "<th>boot_cache</th>" in html and "<td>hit</td>" in html
