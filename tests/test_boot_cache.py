@@ -71,6 +71,20 @@ def test_a_changed_option_or_kernel_file_misses(cache: store.BootCache, tmp_path
     assert len(cache.entries()) == 4
 
 
+def test_a_rewritten_disk_image_misses_and_is_never_written_by_the_cache(cache: store.BootCache, tmp_path: Path):
+    image = tmp_path / "data.img"
+    image.write_bytes(b"\1" * (1 << 20))
+    outcomes = []
+    for rewrite in (False, False, True, False):
+        if rewrite:
+            image.write_bytes(b"\2" * (1 << 20))  # same size, new content (and mtime)
+        digest = hashlib.sha256(image.read_bytes()).hexdigest()
+        with _launch(disks=[image]) as vm:
+            outcomes.append(vm.run_meta["boot_cache"])
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == digest
+    assert outcomes == ["stored", "hit", "stored", "hit"]
+
+
 def test_a_guest_field_that_does_not_shape_the_machine_keeps_the_hit(cache: store.BootCache):
     with _launch():
         pass
