@@ -70,7 +70,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
             self.runtime.recorder.recording.run = self.run_id  # so its replay can tell its rows from others
         process = asyncio.ensure_future(asyncio.to_thread(process_facts))  # forks git once: not on the loop
         since = readiness.mark(self)
-        await self.runtime.start(self)
+        await self.runtime.start(self._sink)
         self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
         self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
         self._transition(Fact.STARTED)

@@ -75,6 +75,7 @@ from petri_nb.records.timeline import Timeline
 from petri_nb.runtime.validation import checked
 from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.diagnoser import Diagnoser
+from petri_nb.vm.events import BackendSink
 
 AGENT_TIMEOUT: float
 BOOT_EVENT_TIMEOUT: float

@@ -154,7 +154,7 @@ class TimeTravelMixin(VmCore):
 
     def _went_back(self) -> None:
         """Back before a halt the replay ran into: that halt is undone, the replay is paused."""
-        self.debug_running()
+        self._on_debug_run()
         self._acknowledge_halts()
         self._transition(Fact.RESTORED_PAUSED)
 
