@@ -38,12 +38,13 @@ HIT_REASONS = {"breakpoint-hit", "watchpoint-trigger", "access-watchpoint-trigge
 class VmEvents:
     """What the backend tells us about one VM, and the state that follows from it."""
 
+    console: AsyncConsole  # made by VmCore, on the VM's call context
+
     def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
         self.name = name
         self.guest = guest
         self.runtime = runtime
         self._timeline = Timeline(name)
-        self.console = AsyncConsole(self._record, self._call, runtime.write_console)  # type: ignore[attr-defined]
         self.halts: list[Halt] = []
         self._pending: collections.deque[Halt] = collections.deque()
         self._halt_signal = asyncio.Event()

@@ -86,7 +86,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         """Ask the guest to shut down (ACPI power button); a guest without a handler ignores it."""
         if kind == "reboot":
             # No ACPI reboot button exists: ask the guest agent (AgentError on a VM without one).
-            agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+            agent = await agent_for(self._context, timeout=AGENT_TIMEOUT)
             await agent.reboot()
             return
         if kind != "poweroff":
@@ -96,7 +96,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
     @runs_on_runtime_loop
     async def wait_for_agent(self, timeout: float = AGENT_TIMEOUT) -> AsyncAgent:
         """The guest agent, once it answers (petri_nb.vm.agent); AgentError if the guest has none."""
-        return await agent_for(self, timeout)
+        return await agent_for(self._context, timeout)
 
     @runs_on_runtime_loop
     async def update_command_line(self, command_line: str) -> None:

@@ -51,13 +51,17 @@ import inspect
 import logging
 from collections.abc import Awaitable, Iterator
 from PIL import Image
+from petri_nb.backends.base import Runtime
 from petri_nb.errors import VmGone, VmHalted
 from petri_nb.model.halt import Halt, HaltReason
 from petri_nb.runtime.abandon import abandon
 from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
+from petri_nb.vm.console import AsyncConsole
+from petri_nb.vm.context import CallContext
 from petri_nb.vm.events import VmEvents
 from petri_nb.errors import BadArgument
 from petri_nb.model.screen import screen_row
+from petri_nb.vm.context import Record
 from petri_nb.vm.needles import Needle, ScreenMatch
 from petri_nb.vm.screen_match import NeedleWatch
 import re
@@ -68,12 +72,10 @@ from petri_nb.vm.screen_text import ScreenText
 from collections.abc import Callable, Coroutine
 import collections
 import dataclasses
-from petri_nb.backends.base import Runtime
 from petri_nb.model.halt import Stop
 from petri_nb.model.run_state import next_state
 from petri_nb.records.timeline import Timeline
 from petri_nb.runtime.validation import checked
-from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.diagnoser import Diagnoser
 from petri_nb.vm.events import BackendSink
 

@@ -17,6 +17,8 @@ from typing import Any
 from ..errors import BadArgument, PetriError
 from ..model.run_state import RunState
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
+from .context import CallContext
+from .core import VmCore
 
 #: QEMU's QKeyCode names (QAPI ``QKeyCode``, as QEMU 7-9 list them), the ``sendkey`` spelling.
 QCODES = frozenset((
@@ -94,7 +96,7 @@ def scale(pixel: float, size: int) -> int:
 class AsyncKeyboard:
     """Keyboard and mouse of an AsyncVm (``vm.keyboard``); every call is a timeline row, source ``input``."""
 
-    def __init__(self, vm: Any) -> None:  # an AsyncVm (not imported: this module stays out of its cycle)
+    def __init__(self, vm: CallContext) -> None:
         self.vm = vm
         self._lock = asyncio.Lock()  # two cells typing at once would interleave their characters
 
@@ -115,7 +117,7 @@ class AsyncKeyboard:
                 await self.vm.runtime.send_input(events)
 
         async with self._lock:
-            await self.vm._call(name, send_all(), halts=True, timeout=30.0 + delay * len(batches))
+            await self.vm.call(name, send_all(), halts=True, timeout=30.0 + delay * len(batches))
 
     @runs_on_runtime_loop
     async def type(self, text: str, delay: float = TYPE_DELAY, secret: bool = False) -> None:
@@ -127,8 +129,8 @@ class AsyncKeyboard:
         self._check_running(f"keyboard.type({'<secret>' if secret else repr(text)})")
         await self._send("keyboard.type", batches, delay)
         shown = f"<{len(text)} characters, secret>" if secret else text
-        self.vm._record("input", "type", shown, {"length": len(text), "secret": secret} if secret
-                        else {"text": text, "length": len(text)})
+        self.vm.record("input", "type", shown, {"length": len(text), "secret": secret} if secret
+                       else {"text": text, "length": len(text)})
 
     @runs_on_runtime_loop
     async def press(self, *combos: str, hold: float = 0.0, delay: float = TYPE_DELAY) -> None:
@@ -155,24 +157,24 @@ class AsyncKeyboard:
                     await self.vm.runtime.send_input(downs + ups)
 
         async with self._lock:
-            await self.vm._call("keyboard.press", hold_each(), halts=True,
-                                timeout=30.0 + (hold + delay) * len(parsed))
-        self.vm._record("input", "key", " ".join(combos), {"combos": list(combos), "hold_s": hold})
+            await self.vm.call("keyboard.press", hold_each(), halts=True,
+                               timeout=30.0 + (hold + delay) * len(parsed))
+        self.vm.record("input", "key", " ".join(combos), {"combos": list(combos), "hold_s": hold})
 
     async def _pointer(self, kind: str, x: float, y: float, extra: list[dict[str, Any]]) -> None:
         self._check_running(f"keyboard.{kind}({x:g}, {y:g})")
-        image = await self.vm._call("screenshot", self.vm.runtime.screenshot())
+        image = await self.vm.call("screenshot", self.vm.runtime.screenshot())
         w, h = image.size
         if not (0 <= x < w and 0 <= y < h):
             raise BadArgument(f"keyboard.{kind}({x:g}, {y:g}) is outside the {w}x{h} screen")
         events = [{"type": "abs", "data": {"axis": "x", "value": scale(x, w)}},
                   {"type": "abs", "data": {"axis": "y", "value": scale(y, h)}}]
         async with self._lock:
-            await self.vm._call(f"keyboard.{kind}", self.vm.runtime.send_input(events + extra[:1]))
+            await self.vm.call(f"keyboard.{kind}", self.vm.runtime.send_input(events + extra[:1]))
             if extra[1:]:
-                await self.vm._call(f"keyboard.{kind}", self.vm.runtime.send_input(extra[1:]))
-        self.vm._record("input", kind, f"{x:g},{y:g}" + (f" {extra[0]['data']['button']}" if extra else ""),
-                        {"x": x, "y": y, "screen": [w, h]})
+                await self.vm.call(f"keyboard.{kind}", self.vm.runtime.send_input(extra[1:]))
+        self.vm.record("input", kind, f"{x:g},{y:g}" + (f" {extra[0]['data']['button']}" if extra else ""),
+                       {"x": x, "y": y, "screen": [w, h]})
 
     @runs_on_runtime_loop
     async def move(self, x: float, y: float) -> None:
@@ -199,7 +201,7 @@ class Keyboard:
         return f"<Keyboard of {self.aio.vm.name}>"
 
 
-class KeyboardMixin:
+class KeyboardMixin(VmCore):
     """``keyboard`` for AsyncVm: one AsyncKeyboard per VM, made on first use."""
 
     @property
@@ -207,5 +209,5 @@ class KeyboardMixin:
         """Type, press keys and click (petri_nb.vm.keyboard)."""
         kb = self.__dict__.get("_keyboard")
         if kb is None:
-            kb = self.__dict__["_keyboard"] = AsyncKeyboard(self)
+            kb = self.__dict__["_keyboard"] = AsyncKeyboard(self._context)
         return kb

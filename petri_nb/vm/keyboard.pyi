@@ -7,6 +7,8 @@ from typing import Any
 from petri_nb.errors import BadArgument, PetriError
 from petri_nb.model.run_state import RunState
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
+from petri_nb.vm.context import CallContext
+from petri_nb.vm.core import VmCore
 
 QCODES: frozenset
 ALIASES: dict
@@ -35,7 +37,7 @@ def scale(pixel: float, size: int) -> int:
 
 class AsyncKeyboard:
     """Keyboard and mouse of an AsyncVm (``vm.keyboard``); every call is a timeline row, source ``input``."""
-    def __init__(self, vm: Any) -> None:
+    def __init__(self, vm: CallContext) -> None:
         ...
     async def type(self, text: str, delay: float = 0.01, secret: bool = False) -> None:
         """Type ``text`` (US layout; ``\n`` is Enter), ``delay`` seconds between characters. The timeline"""
@@ -61,7 +63,7 @@ class Keyboard:
         """Type ``text`` (US layout; ``\n`` is Enter), ``delay`` seconds between characters. The timeline"""
 
 
-class KeyboardMixin:
+class KeyboardMixin(VmCore):
     """``keyboard`` for AsyncVm: one AsyncKeyboard per VM, made on first use."""
     @property
     def keyboard(self) -> AsyncKeyboard: ...
