@@ -30,6 +30,7 @@ from .agent import Agent, AsyncAgent, agent_for
 from .console import Console
 from .debug import DebugMixin
 from .keyboard import Keyboard, KeyboardMixin
+from .preconditions import refuse_unless_replay
 from .save_restore import StateMixin
 from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
@@ -174,7 +175,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         """Finish this recorded run (its QEMU quits: QEMU completes the log only then) and return a
         replay of it, paused at instruction 0 with gdb attached (petri_nb.vm.time_travel)."""
         if getattr(self.runtime, "recorder", None) is None:
-            self._replay_control("replay")  # raises NotSupported, saying how to record
+            refuse_unless_replay(self, "replay")  # NotSupported, saying how to record
         await self.teardown()
         return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
 

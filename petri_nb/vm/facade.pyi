@@ -22,6 +22,7 @@ from petri_nb.vm.agent import Agent, AsyncAgent, agent_for
 from petri_nb.vm.console import Console
 from petri_nb.vm.debug import DebugMixin
 from petri_nb.vm.keyboard import Keyboard, KeyboardMixin
+from petri_nb.vm.preconditions import refuse_unless_replay
 from petri_nb.vm.save_restore import StateMixin
 from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
@@ -46,6 +47,7 @@ import math
 from collections.abc import Mapping
 from typing import Protocol, TypeVar
 from petri_nb.backends import open_replay
+from petri_nb.vm.preconditions import requires_replay
 from petri_nb.vm.time_travel import ReplayControl
 import inspect
 import logging
@@ -70,6 +72,7 @@ from petri_nb.vm.ocr import Word, cell_words, find_boxes, read
 from petri_nb.vm.screen_match import as_needle
 from petri_nb.vm.screen_text import ScreenText
 from collections.abc import Callable, Coroutine
+from petri_nb.vm.preconditions import requires_usable
 import collections
 import dataclasses
 from petri_nb.model.halt import Stop

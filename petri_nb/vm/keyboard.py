@@ -14,11 +14,11 @@ import asyncio
 import string
 from typing import Any
 
-from ..errors import BadArgument, PetriError
-from ..model.run_state import RunState
+from ..errors import BadArgument
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from .context import CallContext
 from .core import VmCore
+from .preconditions import requires_running_guest
 
 #: QEMU's QKeyCode names (QAPI ``QKeyCode``, as QEMU 7-9 list them), the ``sendkey`` spelling.
 QCODES = frozenset((
@@ -100,15 +100,6 @@ class AsyncKeyboard:
         self.vm = vm
         self._lock = asyncio.Lock()  # two cells typing at once would interleave their characters
 
-    def _check_running(self, what: str) -> None:
-        state = self.vm.state
-        if state is RunState.PAUSED:
-            raise PetriError(f"{what}: VM {self.vm.name} is paused, the guest would not read it; resume() first")
-        if state is RunState.HALTED:
-            halt = self.vm.last_halt
-            why = f" ({halt.reason.name})" if halt else ""
-            raise PetriError(f"{what}: VM {self.vm.name} is halted{why}; reset() it first")
-
     async def _send(self, name: str, batches: list[list[dict[str, Any]]], delay: float) -> None:
         async def send_all() -> None:
             for i, events in enumerate(batches):
@@ -120,19 +111,20 @@ class AsyncKeyboard:
             await self.vm.call(name, send_all(), halts=True, timeout=30.0 + delay * len(batches))
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.type({'<secret>' if a['secret'] else repr(a['text'])})")
     async def type(self, text: str, delay: float = TYPE_DELAY, secret: bool = False) -> None:
         """Type ``text`` (US layout; ``\\n`` is Enter), ``delay`` seconds between characters. The timeline
         row holds the text, or with ``secret=True`` only its length."""
         if delay < 0:
             raise BadArgument(f"keyboard.type(delay={delay!r}): seconds >= 0")
         batches = char_events(text)
-        self._check_running(f"keyboard.type({'<secret>' if secret else repr(text)})")
         await self._send("keyboard.type", batches, delay)
         shown = f"<{len(text)} characters, secret>" if secret else text
         self.vm.record("input", "type", shown, {"length": len(text), "secret": secret} if secret
                        else {"text": text, "length": len(text)})
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.press({', '.join(map(repr, a['combos']))})")
     async def press(self, *combos: str, hold: float = 0.0, delay: float = TYPE_DELAY) -> None:
         """Press each combo in turn (QEMU ``sendkey`` spelling: ``"ctrl-alt-delete"``, ``"f2"``, ``"ret"``),
         holding its keys down for ``hold`` seconds; keys go down in order and up in reverse."""
@@ -141,7 +133,6 @@ class AsyncKeyboard:
         if hold < 0 or delay < 0:
             raise BadArgument(f"keyboard.press(hold={hold!r}, delay={delay!r}): seconds >= 0")
         parsed = [parse_combo(c) for c in combos]
-        self._check_running(f"keyboard.press({', '.join(map(repr, combos))})")
 
         async def hold_each() -> None:
             for i, keys in enumerate(parsed):
@@ -162,7 +153,6 @@ class AsyncKeyboard:
         self.vm.record("input", "key", " ".join(combos), {"combos": list(combos), "hold_s": hold})
 
     async def _pointer(self, kind: str, x: float, y: float, extra: list[dict[str, Any]]) -> None:
-        self._check_running(f"keyboard.{kind}({x:g}, {y:g})")
         image = await self.vm.call("screenshot", self.vm.runtime.screenshot())
         w, h = image.size
         if not (0 <= x < w and 0 <= y < h):
@@ -177,11 +167,13 @@ class AsyncKeyboard:
                        {"x": x, "y": y, "screen": [w, h]})
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.move({a['x']:g}, {a['y']:g})")
     async def move(self, x: float, y: float) -> None:
         """Move the pointer to screen pixel (``x``, ``y``) (the virtio tablet: absolute, no drift)."""
         await self._pointer("move", x, y, [])
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.click({a['x']:g}, {a['y']:g})")
     async def click(self, x: float, y: float, button: str = "left") -> None:
         """Move to screen pixel (``x``, ``y``) and click ``button`` (left, right, middle, wheel-up...)."""
         if button not in BUTTONS:

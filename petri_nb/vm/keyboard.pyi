@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import string
 from typing import Any
-from petri_nb.errors import BadArgument, PetriError
-from petri_nb.model.run_state import RunState
+from petri_nb.errors import BadArgument
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
 from petri_nb.vm.context import CallContext
 from petri_nb.vm.core import VmCore
+from petri_nb.vm.preconditions import requires_running_guest
 
 QCODES: frozenset
 ALIASES: dict
