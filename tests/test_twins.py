@@ -10,13 +10,14 @@ from petri_nb.backends.base import EventSink
 from petri_nb.runtime.loop import public_coroutines
 from petri_nb.vm.agent import Agent, AsyncAgent
 from petri_nb.vm.console import AsyncConsole, Console
+from petri_nb.vm.events import BackendSink
 from petri_nb.vm.facade import AsyncVm, Vm
 from petri_nb.vm.keyboard import AsyncKeyboard, Keyboard
 
 PAIRS = [(AsyncVm, Vm), (AsyncConsole, Console), (AsyncAgent, Agent), (AsyncKeyboard, Keyboard)]
 #: Async return types and their blocking counterparts.
 SYNC_TYPE = {"AsyncAgent": "Agent", "AsyncConsole": "Console", "AsyncVm": "Vm"}
-#: What only the backend calls (EventSink) is no user API, so it has no twin.
+#: What only the backend calls (EventSink): on the VM's sink, not on the user's VM.
 SINK_CALLBACKS = {name for name in dir(EventSink) if not name.startswith("_")}
 
 
@@ -51,8 +52,13 @@ def test_every_async_method_has_a_blocking_twin_with_the_same_signature(async_cl
 
 def test_every_plain_public_member_of_asyncvm_is_on_vm() -> None:
     members = {name for name, _ in inspect.getmembers(AsyncVm) if not name.startswith("_")}
-    missing = sorted(name for name in members - SINK_CALLBACKS if not hasattr(Vm, name))
+    missing = sorted(name for name in members if not hasattr(Vm, name))
     assert missing == []
+
+
+def test_the_backend_callbacks_are_on_the_vms_sink_not_on_the_vm() -> None:
+    assert sorted(SINK_CALLBACKS & set(dir(AsyncVm))) == []
+    assert all(callable(getattr(BackendSink, name, None)) for name in SINK_CALLBACKS)
 
 
 def test_the_twin_check_fails_when_a_twin_is_removed() -> None:

@@ -211,8 +211,8 @@ def twin_names() -> str:
         module = importlib.import_module(name)
         for cls in vars(module).values():
             if inspect.isclass(cls) and cls.__module__ == name and (members := _generated(cls)):
-                out += ["", "", f"class {cls.__name__}Twins:", f"    {TRIPLE}{cls.__name__}'s generated members.{TRIPLE}",
-                        "", *(f"    {m}: Twin" for m in members)]
+                doc = f"    {TRIPLE}{cls.__name__}'s generated members.{TRIPLE}"
+                out += ["", "", f"class {cls.__name__}Twins:", doc, "", *(f"    {m}: Twin" for m in members)]
     return "\n".join(out) + "\n"
 
 

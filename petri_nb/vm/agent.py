@@ -3,7 +3,7 @@
 Two agents speak to the host over a virtio-serial port: petri_nb's own (the test Linux
 guest; ``agent_petri``) and the QEMU guest agent that users' images ship
 (``qga``). ``AsyncAgent`` puts either behind one interface and adds what both
-need: every call goes through ``VmCore._call(..., halts=True)``, so a guest that
+need: every call goes through the VM's race (``CallContext.call(..., halts=True)``), so a guest that
 crashes under a command gives ``VmHalted``, not a hang, and every call is a row on
 the timeline.
 """
@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import AgentError
 from ..model.agent_result import MAX_OUTPUT, AgentResult, check_guest_path
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from .agent_petri import PetriAgentChannel
+from .context import CallContext
 from .qga import QgaClient
 from .twin_names import AgentTwins
-
-if TYPE_CHECKING:
-    from .core import VmCore
 
 __all__ = ["MAX_OUTPUT", "Agent", "AgentResult", "AsyncAgent", "agent_for"]
 
@@ -48,7 +46,7 @@ TRANSPORTS: dict[str, Any] = {"petri": PetriAgentChannel, "qga": QgaClient}
 class AsyncAgent:
     """The agent of one VM; coroutines usable from any loop (they run on the runtime loop)."""
 
-    def __init__(self, vm: VmCore, transport: Transport) -> None:
+    def __init__(self, vm: CallContext, transport: Transport) -> None:
         self.vm = vm
         self.transport = transport
 
@@ -56,18 +54,18 @@ class AsyncAgent:
         return f"<AsyncAgent ({self.vm.guest.agent}) of {self.vm.name}>"
 
     async def _answering(self, timeout: float | None) -> None:
-        await self.vm._call("wait_for_agent", self.transport.wait_until_answering(), halts=True, timeout=timeout,
-                            what="the guest agent to answer")
+        await self.vm.call("wait_for_agent", self.transport.wait_until_answering(), halts=True, timeout=timeout,
+                           what="the guest agent to answer")
 
     def _record(self, kind: str, detail: str, data: dict[str, Any]) -> None:
-        self.vm._record("agent", kind, detail, data)
+        self.vm.record("agent", kind, detail, data)
 
     @runs_on_runtime_loop
     async def run(self, command: str, timeout: float | None = 60.0, max_output: int = MAX_OUTPUT) -> AgentResult:
         """Run ``command`` with the guest's /bin/sh; stdout/stderr are bytes, stdin is empty. More than
         ``max_output`` bytes of output stops the command with an AgentError."""
-        result = await self.vm._call("agent.run", self.transport.run(command, timeout, max_output), halts=True,
-                                     timeout=None, what="the guest command")
+        result = await self.vm.call("agent.run", self.transport.run(command, timeout, max_output), halts=True,
+                                    timeout=None, what="the guest command")
         self._record("run", f"{command[:80]!r} -> exit {result.exit_code}",
                      {"command": command, "exit_code": result.exit_code, "stdout_bytes": len(result.stdout),
                       "stderr_bytes": len(result.stderr), "duration_s": result.duration_s})
@@ -77,8 +75,8 @@ class AsyncAgent:
     async def read_file(self, path: str, timeout: float | None = 60.0, max_output: int = MAX_OUTPUT) -> bytes:
         """The bytes of a guest file (at most ``max_output`` of them)."""
         check_guest_path(path)
-        data = await self.vm._call("agent.read_file", self.transport.read_file(path, timeout, max_output),
-                                   halts=True, timeout=None, what="the guest file")
+        data = await self.vm.call("agent.read_file", self.transport.read_file(path, timeout, max_output),
+                                 halts=True, timeout=None, what="the guest file")
         self._record("read_file", path, {"path": path, "bytes": len(data)})
         return data
 
@@ -87,8 +85,8 @@ class AsyncAgent:
         """Create or replace a guest file with ``data`` (str is written as UTF-8)."""
         check_guest_path(path)
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        await self.vm._call("agent.write_file", self.transport.write_file(path, payload, timeout),
-                            halts=True, timeout=None, what="the guest file")
+        await self.vm.call("agent.write_file", self.transport.write_file(path, payload, timeout),
+                           halts=True, timeout=None, what="the guest file")
         self._record("write_file", path, {"path": path, "bytes": len(payload)})
 
     @runs_on_runtime_loop
@@ -101,12 +99,12 @@ class AsyncAgent:
     @runs_on_runtime_loop
     async def reboot(self) -> None:
         """Ask the guest to reboot; the VM then halts with RESET."""
-        await self.vm._call("agent.reboot", self.transport.reboot(), halts=True, timeout=None)
+        await self.vm.call("agent.reboot", self.transport.reboot(), halts=True, timeout=None)
 
     @runs_on_runtime_loop
     async def shutdown(self) -> None:
         """Ask the guest to power off (QEMU guest agent); the VM then halts with POWER_OFF."""
-        await self.vm._call("agent.shutdown", self.transport.shutdown(), halts=True, timeout=None)
+        await self.vm.call("agent.shutdown", self.transport.shutdown(), halts=True, timeout=None)
 
     @runs_on_runtime_loop
     async def close(self) -> None:
@@ -125,10 +123,10 @@ class Agent(AgentTwins):
         return f"<Agent ({self.aio.vm.guest.agent}) of {self.aio.vm.name}>"
 
 
-_agents: weakref.WeakKeyDictionary[VmCore, AsyncAgent] = weakref.WeakKeyDictionary()
+_agents: weakref.WeakKeyDictionary[CallContext, AsyncAgent] = weakref.WeakKeyDictionary()
 
 
-async def agent_for(vm: VmCore, timeout: float) -> AsyncAgent:
+async def agent_for(vm: CallContext, timeout: float) -> AsyncAgent:
     """The VM's agent, connecting on first use; waits until it answers (e.g. after a reboot)."""
     agent = _agents.get(vm)
     if agent is not None:
@@ -143,7 +141,7 @@ async def agent_for(vm: VmCore, timeout: float) -> AsyncAgent:
     kind = vm.guest.agent
     if kind not in TRANSPORTS:
         raise AgentError(f"VM {vm.name} has no guest agent: its guest was launched without one (agent=None)")
-    reader, writer = await vm._call("agent.connect", vm.runtime.open_agent_channel(), timeout=None)
+    reader, writer = await vm.call("agent.connect", vm.runtime.open_agent_channel(), timeout=None)
     agent = AsyncAgent(vm, TRANSPORTS[kind](reader, writer))
     try:
         await agent._answering(timeout)

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from petri_nb.errors import AgentError
 from petri_nb.model.agent_result import MAX_OUTPUT, AgentResult, check_guest_path
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
 from petri_nb.vm.agent_petri import PetriAgentChannel
+from petri_nb.vm.context import CallContext
 from petri_nb.vm.qga import QgaClient
 from petri_nb.vm.twin_names import AgentTwins
-from petri_nb.vm.core import VmCore
 
 TRANSPORTS: dict[str, Any]
-_agents: weakref.WeakKeyDictionary[VmCore, AsyncAgent]
+_agents: weakref.WeakKeyDictionary[CallContext, AsyncAgent]
 
 
 class Transport(Protocol):
@@ -40,7 +40,7 @@ class Transport(Protocol):
 
 class AsyncAgent:
     """The agent of one VM; coroutines usable from any loop (they run on the runtime loop)."""
-    def __init__(self, vm: VmCore, transport: Transport) -> None:
+    def __init__(self, vm: CallContext, transport: Transport) -> None:
         ...
     async def run(self, command: str, timeout: float | None = 60.0, max_output: int = 67108864) -> AgentResult:
         """Run ``command`` with the guest's /bin/sh; stdout/stderr are bytes, stdin is empty. More than"""
@@ -78,5 +78,5 @@ class Agent(AgentTwins):
         """Create or replace a guest file with ``data`` (str is written as UTF-8)."""
 
 
-async def agent_for(vm: VmCore, timeout: float) -> AsyncAgent:
+async def agent_for(vm: CallContext, timeout: float) -> AsyncAgent:
     """The VM's agent, connecting on first use; waits until it answers (e.g. after a reboot)."""

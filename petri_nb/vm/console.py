@@ -11,18 +11,13 @@ import codecs
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from ..errors import ConsoleFailure
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
 from ..runtime.validation import checked
 from . import bounded_search
+from .context import CallContext
 from .twin_names import ConsoleTwins
-
-#: Puts one row on the VM's timeline: (source, kind, detail).
-Record = Callable[..., None]
-#: Runs one runtime call raced against VM loss (and halts): VmCore._call.
-Call = Callable[..., Awaitable[Any]]
 
 #: Text kept in memory per VM (up to 1/8 more between trims); older text is dropped and
 #: counted in ``dropped_chars``.
@@ -33,9 +28,8 @@ DEFAULT_EXPECT_TIMEOUT = 30.0
 class AsyncConsole:
     """Console of an AsyncVm. ``expect`` consumes text up to the end of its match."""
 
-    def __init__(self, record: Record, call: Call, write: Callable[[bytes], Awaitable[None]]) -> None:
-        self._record = record
-        self._call = call
+    def __init__(self, vm: CallContext, write: Callable[[bytes], Awaitable[None]]) -> None:
+        self._vm = vm
         self._write = write
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
@@ -68,7 +62,7 @@ class AsyncConsole:
         self._text += self._decoder.decode(data)
         self.last_output = time.monotonic()
         while (nl := self._text.find("\n", self._line_start)) >= 0:
-            self._record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
+            self._vm.record("console", "line", self._text[self._line_start:nl].rstrip("\r"))
             self._line_start = nl + 1
         if len(self._text) > MAX_TEXT + MAX_TEXT // 8:  # trim in steps, not on every chunk
             cut = len(self._text) - MAX_TEXT
@@ -81,13 +75,13 @@ class AsyncConsole:
     def flush_partial_line(self) -> None:
         """Record text after the last newline (e.g. a prompt) when no more output will come."""
         if self._line_start < len(self._text):
-            self._record("console", "line", self._text[self._line_start:].rstrip("\r"))
+            self._vm.record("console", "line", self._text[self._line_start:].rstrip("\r"))
             self._line_start = len(self._text)
 
     @runs_on_runtime_loop
     async def write(self, text: str | bytes) -> None:
         data = text.encode() if isinstance(text, str) else text
-        await self._call("console.write", self._write(data))
+        await self._vm.call("console.write", self._write(data))
 
     @runs_on_runtime_loop
     async def expect(
@@ -100,7 +94,7 @@ class AsyncConsole:
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         patterns = [fail] if isinstance(fail, (str, re.Pattern)) else fail
         failures = [re.compile(f) if isinstance(f, str) else f for f in patterns]
-        return await self._call(
+        return await self._vm.call(
             "console.expect", self._search(regex, failures), halts=True, timeout=timeout,
             what=f"console output matching {regex.pattern!r}",
         )
@@ -138,7 +132,7 @@ class AsyncConsole:
                 if match := bounded_search.search(regex, self._text, max(0, mark - self.dropped_chars)):
                     return match
                 await self._grew.wait()
-        return await self._call("console.ready", search(), halts=True, timeout=timeout,
+        return await self._vm.call("console.ready", search(), halts=True, timeout=timeout,
                                 what=f"console output matching {regex.pattern!r}")
 
     def _line_around(self, pos: int) -> str:

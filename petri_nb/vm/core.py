@@ -21,12 +21,16 @@ from typing import Any, TypeVar
 import pandas as pd
 from PIL import Image
 
+from ..backends.base import Runtime
 from ..errors import BreakpointHit, PetriError, PetriTimeout, VmGone, VmHalted
+from ..guests import Guest
 from ..model.halt import Halt, HaltReason
 from ..model.run_state import Fact
 from ..runtime.abandon import abandon
 from ..runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop, runs_on_runtime_loop
 from . import readiness, registry
+from .console import AsyncConsole
+from .context import CallContext
 from .events import VmEvents
 
 T = TypeVar("T")
@@ -46,6 +50,12 @@ STAMP_WAIT = 2.0
 class VmCore(VmEvents):
     """A running VM's runtime calls, each raced against VM loss (and halts). Methods are
     coroutines usable from any event loop."""
+
+    def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
+        super().__init__(name, guest, runtime)
+        #: What the VM's features beside it get instead of the VM: its race, timeline and facts.
+        self._context = CallContext(self, self._call, self._record, self._boot_grew)
+        self.console = AsyncConsole(self._context, runtime.write_console)
 
     # -- racing ---------------------------------------------------------------
 

@@ -245,12 +245,12 @@ class DebugMixin(VmCore):
     async def step(self) -> int:
         """Execute one instruction of a stopped guest; returns the new program counter."""
         addr = await self._call("step", self.runtime.step())
-        self.debug_running()
+        self._on_debug_run()
         return addr
 
     @runs_on_runtime_loop
     async def continue_(self) -> None:
         """Let a guest stopped at a breakpoint (or paused) run again."""
         await self._call("continue_", self.runtime.continue_())
-        self.debug_running()
+        self._on_debug_run()
         self._transition(Fact.RESUMED)

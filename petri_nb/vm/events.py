@@ -1,9 +1,10 @@
-"""VmEvents: one VM's state, told by the backend (the EventSink) and decided in one place.
+"""VmEvents: one VM's state, told by the backend (through its ``BackendSink``) and decided in one place.
 
 Backends report facts here, on the runtime loop: QMP events, halts, console bytes, boot
-events, debugger stops, QEMU's loss. The run state lives here once (``RunState``, changed
-only by ``_transition``) and observers are told of each change. ``VmCore`` builds the
-runtime calls on top.
+events, debugger stops, QEMU's loss. They report them to the VM's ``BackendSink``, not to
+the user's AsyncVm, so the callbacks are no part of the VM's API. The run state lives here
+once (``RunState``, changed only by ``_transition``) and observers are told of each change.
+``VmCore`` builds the runtime calls on top.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ HIT_REASONS = {"breakpoint-hit", "watchpoint-trigger", "access-watchpoint-trigge
 class VmEvents:
     """What the backend tells us about one VM, and the state that follows from it."""
 
+    console: AsyncConsole  # made by VmCore, on the VM's call context
+
     def __init__(self, name: str, guest: Guest, runtime: Runtime) -> None:
         self.name = name
         self.guest = guest
         self.runtime = runtime
         self._timeline = Timeline(name)
-        self.console = AsyncConsole(self._record, self._call, runtime.write_console)  # type: ignore[attr-defined]
         self.halts: list[Halt] = []
         self._pending: collections.deque[Halt] = collections.deque()
         self._halt_signal = asyncio.Event()
@@ -65,6 +67,8 @@ class VmEvents:
         self.icount_stamps: IcountStamps | None = None
         self._diagnoser = Diagnoser(runtime.registers, runtime.screenshot, lambda: self.console.text,
                                     runtime.read_memory)
+        #: What the backend reports to (``runtime.start(vm._sink)``).
+        self._sink = BackendSink(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guest={self.guest.name} state={self.state}>"
@@ -124,7 +128,7 @@ class VmEvents:
             data = self.icount_stamps.stamp(data)  # a recorded run: every row can be seeked to
         self._timeline.record(source, kind, detail, data, reason, t)
 
-    def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
+    def _on_record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
         self._record(source, kind, detail, data)
         if source == "runtime" and kind == "view reset":  # noted by the view server just before it acts
             self._view_resets += 1
@@ -164,7 +168,7 @@ class VmEvents:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def halted(self, halt: Halt) -> None:
+    def _on_halt(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)
         self._diagnoser.then_report(halt, self._report_halt)  # halt.diagnosis first (petri_nb.model.diagnosis)
 
@@ -175,7 +179,7 @@ class VmEvents:
         self._record("halt", "halt", halt.detail, halt.data, reason=halt.reason.name, t=halt.t)
         self._transition(Fact.HALTED)
 
-    def boot_event(self, event: BootEvent) -> None:
+    def _on_boot_event(self, event: BootEvent) -> None:
         event = dataclasses.replace(event, t=self._timeline.now())
         self.boot_events.append(event)
         self._boot_unread += 1
@@ -183,10 +187,7 @@ class VmEvents:
         self._boot_grew.set()
         self._record("boot", event.kind, event.detail, {"firmware": event.firmware, "line": event.line}, t=event.t)
 
-    def console_data(self, data: bytes) -> None:
-        self.console.feed(data)
-
-    def gone(self, reason: str) -> None:
+    def _on_gone(self, reason: str) -> None:
         self.gone_reason = reason
         self._mark_gone()
         self._record("runtime", "gone", reason)
@@ -197,7 +198,7 @@ class VmEvents:
         """The breakpoint the guest is stopped at, if any."""
         return self._bp_stops[-1] if self._bp_signal.is_set() else None
 
-    def debug_stopped(self, payload: dict[str, Any]) -> None:
+    def _on_debug_stop(self, payload: dict[str, Any]) -> None:
         reason = payload.get("reason", "")
         try:
             addr = int(payload.get("frame", {}).get("addr", "0"), 16)
@@ -209,7 +210,7 @@ class VmEvents:
             self._bp_signal.set()
             self._record("runtime", "breakpoint", f"{reason} at 0x{addr:x}", payload)
 
-    def debug_running(self) -> None:
+    def _on_debug_run(self) -> None:
         self._bp_signal.clear()
 
     def _check_usable(self) -> None:
@@ -232,3 +233,35 @@ class VmEvents:
         self._pending = collections.deque(h for h in self._pending if id(h) not in older)
         if not self._pending:
             self._halt_signal.clear()
+
+
+class BackendSink:
+    """The EventSink (petri_nb.backends.base) a VM hands its backend: the backend's callbacks,
+    kept off the user's AsyncVm so that ``vm.`` completes to the VM's API only and no cell can
+    report a halt or a lost QEMU by mistake. Each call goes to the VM's own handler."""
+
+    __slots__ = ("_vm",)
+
+    def __init__(self, vm: VmEvents) -> None:
+        self._vm = vm
+
+    def record(self, source: str, kind: str, detail: str = "", data: Any = None) -> None:
+        self._vm._on_record(source, kind, detail, data)
+
+    def halted(self, halt: Halt) -> None:
+        self._vm._on_halt(halt)
+
+    def console_data(self, data: bytes) -> None:
+        self._vm.console.feed(data)
+
+    def boot_event(self, event: BootEvent) -> None:
+        self._vm._on_boot_event(event)
+
+    def gone(self, reason: str) -> None:
+        self._vm._on_gone(reason)
+
+    def debug_stopped(self, payload: dict[str, Any]) -> None:
+        self._vm._on_debug_stop(payload)
+
+    def debug_running(self) -> None:
+        self._vm._on_debug_run()

@@ -30,6 +30,7 @@ from .agent import Agent, AsyncAgent, agent_for
 from .console import Console
 from .debug import DebugMixin
 from .keyboard import Keyboard, KeyboardMixin
+from .preconditions import refuse_unless_replay
 from .save_restore import StateMixin
 from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
@@ -74,12 +75,12 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         try:
             restored = False
             if cache is not None and cache.entry is not None:
-                boot_cache.replay_output(self, cache.entry)  # what the skipped boot printed, first
+                boot_cache.replay_output(self._sink, cache.entry)  # what the skipped boot printed, first
                 since = readiness.mark(self)  # a refused entry boots normally: ready is judged after this
-                restored = await boot_cache.start(self, self, cache)
+                restored = await boot_cache.start(self, self._sink, cache)
             else:
                 since = readiness.mark(self)
-                await self.runtime.start(self)
+                await self.runtime.start(self._sink)
             self._timeline.meta.update(describe_run(self.guest, self.runtime.facts, await process))
             self._timeline.meta["boot_cache"] = cache.outcome if cache is not None else None
             self._record("runtime", "start()", f"ok in {(time.monotonic() - start) * 1000:.1f} ms", t=0.0)
@@ -104,7 +105,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
     async def _freshen(self) -> None:
         """After a hit, in the background (launch does not wait for the agent): boot_cache.freshen."""
         try:
-            agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+            agent = await agent_for(self._context, timeout=AGENT_TIMEOUT)
             done = await boot_cache.freshen(agent.transport)
         except PetriError as e:
             self._record("runtime", "boot cache not freshened", str(e))
@@ -124,7 +125,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         """Ask the guest to shut down (ACPI power button); a guest without a handler ignores it."""
         if kind == "reboot":
             # No ACPI reboot button exists: ask the guest agent (AgentError on a VM without one).
-            agent = await agent_for(self, timeout=AGENT_TIMEOUT)
+            agent = await agent_for(self._context, timeout=AGENT_TIMEOUT)
             await agent.reboot()
             return
         if kind != "poweroff":
@@ -134,7 +135,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
     @runs_on_runtime_loop
     async def wait_for_agent(self, timeout: float = AGENT_TIMEOUT) -> AsyncAgent:
         """The guest agent, once it answers (petri_nb.vm.agent); AgentError if the guest has none."""
-        return await agent_for(self, timeout)
+        return await agent_for(self._context, timeout)
 
     @runs_on_runtime_loop
     async def update_command_line(self, command_line: str) -> None:
@@ -212,7 +213,7 @@ class AsyncVm(StateMixin, DebugMixin, TimeTravelMixin, ScreenTextMixin, Watchdog
         """Finish this recorded run (its QEMU quits: QEMU completes the log only then) and return a
         replay of it, paused at instruction 0 with gdb attached (petri_nb.vm.time_travel)."""
         if getattr(self.runtime, "recorder", None) is None:
-            self._replay_control("replay")  # raises NotSupported, saying how to record
+            refuse_unless_replay(self, "replay")  # NotSupported, saying how to record
         await self.teardown()
         return await start_replay(type(self), self.recording, name)  # type: ignore[arg-type]
 

@@ -22,6 +22,7 @@ from petri_nb.vm.agent import Agent, AsyncAgent, agent_for
 from petri_nb.vm.console import Console
 from petri_nb.vm.debug import DebugMixin
 from petri_nb.vm.keyboard import Keyboard, KeyboardMixin
+from petri_nb.vm.preconditions import refuse_unless_replay
 from petri_nb.vm.save_restore import StateMixin
 from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
@@ -47,17 +48,22 @@ import math
 from collections.abc import Mapping
 from typing import Protocol, TypeVar
 from petri_nb.backends import open_replay
+from petri_nb.vm.preconditions import requires_replay
 from petri_nb.vm.time_travel import ReplayControl
 import inspect
 import logging
 from collections.abc import Awaitable, Iterator
 from PIL import Image
+from petri_nb.backends.base import Runtime
 from petri_nb.errors import VmGone, VmHalted
 from petri_nb.model.halt import Halt, HaltReason
 from petri_nb.runtime.abandon import abandon
 from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
+from petri_nb.vm.console import AsyncConsole
+from petri_nb.vm.context import CallContext
 from petri_nb.vm.events import VmEvents
 from petri_nb.model.screen import screen_row
+from petri_nb.vm.context import Record
 from petri_nb.vm.needles import Needle, ScreenMatch
 from petri_nb.vm.screen_match import NeedleWatch
 import re
@@ -66,15 +72,15 @@ from petri_nb.vm.ocr import Word, cell_words, find_boxes, read
 from petri_nb.vm.screen_match import as_needle
 from petri_nb.vm.screen_text import ScreenText
 from collections.abc import Callable, Coroutine
+from petri_nb.vm.preconditions import requires_usable
 import collections
 import dataclasses
-from petri_nb.backends.base import Runtime
 from petri_nb.model.halt import Stop
 from petri_nb.model.run_state import next_state
 from petri_nb.records.timeline import Timeline
 from petri_nb.runtime.validation import checked
-from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.diagnoser import Diagnoser
+from petri_nb.vm.events import BackendSink
 
 AGENT_TIMEOUT: float
 BOOT_EVENT_TIMEOUT: float

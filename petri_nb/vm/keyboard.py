@@ -14,9 +14,11 @@ import asyncio
 import string
 from typing import Any
 
-from ..errors import BadArgument, PetriError
-from ..model.run_state import RunState
+from ..errors import BadArgument
 from ..runtime.loop import blocking_twins, runs_on_runtime_loop
+from .context import CallContext
+from .core import VmCore
+from .preconditions import requires_running_guest
 from .twin_names import KeyboardTwins
 
 #: QEMU's QKeyCode names (QAPI ``QKeyCode``, as QEMU 7-9 list them), the ``sendkey`` spelling.
@@ -95,18 +97,9 @@ def scale(pixel: float, size: int) -> int:
 class AsyncKeyboard:
     """Keyboard and mouse of an AsyncVm (``vm.keyboard``); every call is a timeline row, source ``input``."""
 
-    def __init__(self, vm: Any) -> None:  # an AsyncVm (not imported: this module stays out of its cycle)
+    def __init__(self, vm: CallContext) -> None:
         self.vm = vm
         self._lock = asyncio.Lock()  # two cells typing at once would interleave their characters
-
-    def _check_running(self, what: str) -> None:
-        state = self.vm.state
-        if state is RunState.PAUSED:
-            raise PetriError(f"{what}: VM {self.vm.name} is paused, the guest would not read it; resume() first")
-        if state is RunState.HALTED:
-            halt = self.vm.last_halt
-            why = f" ({halt.reason.name})" if halt else ""
-            raise PetriError(f"{what}: VM {self.vm.name} is halted{why}; reset() it first")
 
     async def _send(self, name: str, batches: list[list[dict[str, Any]]], delay: float) -> None:
         async def send_all() -> None:
@@ -116,22 +109,23 @@ class AsyncKeyboard:
                 await self.vm.runtime.send_input(events)
 
         async with self._lock:
-            await self.vm._call(name, send_all(), halts=True, timeout=30.0 + delay * len(batches))
+            await self.vm.call(name, send_all(), halts=True, timeout=30.0 + delay * len(batches))
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.type({'<secret>' if a['secret'] else repr(a['text'])})")
     async def type(self, text: str, delay: float = TYPE_DELAY, secret: bool = False) -> None:
         """Type ``text`` (US layout; ``\\n`` is Enter), ``delay`` seconds between characters. The timeline
         row holds the text, or with ``secret=True`` only its length."""
         if delay < 0:
             raise BadArgument(f"keyboard.type(delay={delay!r}): seconds >= 0")
         batches = char_events(text)
-        self._check_running(f"keyboard.type({'<secret>' if secret else repr(text)})")
         await self._send("keyboard.type", batches, delay)
         shown = f"<{len(text)} characters, secret>" if secret else text
-        self.vm._record("input", "type", shown, {"length": len(text), "secret": secret} if secret
-                        else {"text": text, "length": len(text)})
+        self.vm.record("input", "type", shown, {"length": len(text), "secret": secret} if secret
+                       else {"text": text, "length": len(text)})
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.press({', '.join(map(repr, a['combos']))})")
     async def press(self, *combos: str, hold: float = 0.0, delay: float = TYPE_DELAY) -> None:
         """Press each combo in turn (QEMU ``sendkey`` spelling: ``"ctrl-alt-delete"``, ``"f2"``, ``"ret"``),
         holding its keys down for ``hold`` seconds; keys go down in order and up in reverse."""
@@ -140,7 +134,6 @@ class AsyncKeyboard:
         if hold < 0 or delay < 0:
             raise BadArgument(f"keyboard.press(hold={hold!r}, delay={delay!r}): seconds >= 0")
         parsed = [parse_combo(c) for c in combos]
-        self._check_running(f"keyboard.press({', '.join(map(repr, combos))})")
 
         async def hold_each() -> None:
             for i, keys in enumerate(parsed):
@@ -156,31 +149,32 @@ class AsyncKeyboard:
                     await self.vm.runtime.send_input(downs + ups)
 
         async with self._lock:
-            await self.vm._call("keyboard.press", hold_each(), halts=True,
-                                timeout=30.0 + (hold + delay) * len(parsed))
-        self.vm._record("input", "key", " ".join(combos), {"combos": list(combos), "hold_s": hold})
+            await self.vm.call("keyboard.press", hold_each(), halts=True,
+                               timeout=30.0 + (hold + delay) * len(parsed))
+        self.vm.record("input", "key", " ".join(combos), {"combos": list(combos), "hold_s": hold})
 
     async def _pointer(self, kind: str, x: float, y: float, extra: list[dict[str, Any]]) -> None:
-        self._check_running(f"keyboard.{kind}({x:g}, {y:g})")
-        image = await self.vm._call("screenshot", self.vm.runtime.screenshot())
+        image = await self.vm.call("screenshot", self.vm.runtime.screenshot())
         w, h = image.size
         if not (0 <= x < w and 0 <= y < h):
             raise BadArgument(f"keyboard.{kind}({x:g}, {y:g}) is outside the {w}x{h} screen")
         events = [{"type": "abs", "data": {"axis": "x", "value": scale(x, w)}},
                   {"type": "abs", "data": {"axis": "y", "value": scale(y, h)}}]
         async with self._lock:
-            await self.vm._call(f"keyboard.{kind}", self.vm.runtime.send_input(events + extra[:1]))
+            await self.vm.call(f"keyboard.{kind}", self.vm.runtime.send_input(events + extra[:1]))
             if extra[1:]:
-                await self.vm._call(f"keyboard.{kind}", self.vm.runtime.send_input(extra[1:]))
-        self.vm._record("input", kind, f"{x:g},{y:g}" + (f" {extra[0]['data']['button']}" if extra else ""),
-                        {"x": x, "y": y, "screen": [w, h]})
+                await self.vm.call(f"keyboard.{kind}", self.vm.runtime.send_input(extra[1:]))
+        self.vm.record("input", kind, f"{x:g},{y:g}" + (f" {extra[0]['data']['button']}" if extra else ""),
+                       {"x": x, "y": y, "screen": [w, h]})
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.move({a['x']:g}, {a['y']:g})")
     async def move(self, x: float, y: float) -> None:
         """Move the pointer to screen pixel (``x``, ``y``) (the virtio tablet: absolute, no drift)."""
         await self._pointer("move", x, y, [])
 
     @runs_on_runtime_loop
+    @requires_running_guest(lambda a: f"keyboard.click({a['x']:g}, {a['y']:g})")
     async def click(self, x: float, y: float, button: str = "left") -> None:
         """Move to screen pixel (``x``, ``y``) and click ``button`` (left, right, middle, wheel-up...)."""
         if button not in BUTTONS:
@@ -200,7 +194,7 @@ class Keyboard(KeyboardTwins):
         return f"<Keyboard of {self.aio.vm.name}>"
 
 
-class KeyboardMixin:
+class KeyboardMixin(VmCore):
     """``keyboard`` for AsyncVm: one AsyncKeyboard per VM, made on first use."""
 
     @property
@@ -208,5 +202,5 @@ class KeyboardMixin:
         """Type, press keys and click (petri_nb.vm.keyboard)."""
         kb = self.__dict__.get("_keyboard")
         if kb is None:
-            kb = self.__dict__["_keyboard"] = AsyncKeyboard(self)
+            kb = self.__dict__["_keyboard"] = AsyncKeyboard(self._context)
         return kb

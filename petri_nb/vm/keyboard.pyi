@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import string
 from typing import Any
-from petri_nb.errors import BadArgument, PetriError
-from petri_nb.model.run_state import RunState
+from petri_nb.errors import BadArgument
 from petri_nb.runtime.loop import blocking_twins, runs_on_runtime_loop
+from petri_nb.vm.context import CallContext
+from petri_nb.vm.core import VmCore
+from petri_nb.vm.preconditions import requires_running_guest
 from petri_nb.vm.twin_names import KeyboardTwins
 
 QCODES: frozenset
@@ -36,7 +38,7 @@ def scale(pixel: float, size: int) -> int:
 
 class AsyncKeyboard:
     """Keyboard and mouse of an AsyncVm (``vm.keyboard``); every call is a timeline row, source ``input``."""
-    def __init__(self, vm: Any) -> None:
+    def __init__(self, vm: CallContext) -> None:
         ...
     async def type(self, text: str, delay: float = 0.01, secret: bool = False) -> None:
         """Type ``text`` (US layout; ``\n`` is Enter), ``delay`` seconds between characters. The timeline"""
@@ -62,7 +64,7 @@ class Keyboard(KeyboardTwins):
         """Type ``text`` (US layout; ``\n`` is Enter), ``delay`` seconds between characters. The timeline"""
 
 
-class KeyboardMixin:
+class KeyboardMixin(VmCore):
     """``keyboard`` for AsyncVm: one AsyncKeyboard per VM, made on first use."""
     @property
     def keyboard(self) -> AsyncKeyboard: ...

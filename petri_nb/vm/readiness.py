@@ -10,30 +10,26 @@ banner still finds it.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import PetriTimeout
-from ..guests import Guest
 from ..model.boot_event import BootEvent
 from .console import AsyncConsole
+from .context import CallContext
 
 
 class Readied(Protocol):
-    """What readiness looks at: an Readied, seen from below (so this module needs no facade)."""
+    """What readiness looks at: a VM, seen from below (so this module needs no facade)."""
 
-    name: str
-    guest: Guest
     console: AsyncConsole
     boot_events: list[BootEvent]
-    _boot_grew: asyncio.Event
+    #: The VM's call context (petri_nb.vm.context): its race and facts.
+    _context: CallContext
 
     def wait_for_agent(self, timeout: float) -> Awaitable[Any]: ...
-
-    def _call(self, name: str, aw: Awaitable[Any], **options: Any) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -51,29 +47,30 @@ def mark(vm: Readied) -> Mark:
 async def until_ready(vm: Readied, since: Mark) -> None:
     """Wait for the guest's readiness after ``since``; PetriTimeout names what it waited for and
     what the guest did instead (boot events, console tail)."""
-    ready, timeout = vm.guest.ready, vm.guest.ready_timeout
+    context = vm._context
+    ready, timeout = context.guest.ready, context.guest.ready_timeout
     try:
         if ready == "agent":
             await vm.wait_for_agent(timeout)
         elif ready == "boot":
-            await vm._call("wait_for_boot_event", _ok_boot_since(vm, since.boot_events), timeout=timeout,
-                           halts=True, what="a successful boot")
+            await context.call("wait_for_boot_event", _ok_boot_since(context, since.boot_events), timeout=timeout,
+                               halts=True, what="a successful boot")
         elif ready is not None:
             await vm.console._shown_since(re.compile(ready), since.console, timeout)
     except PetriTimeout as e:
         events = ", ".join(f"{b.kind} ({b.detail})" for b in vm.boot_events[since.boot_events:]) or "none"
         tail = vm.console.tail(5) or "(nothing)"
         awaited = {"agent": "the guest agent", "boot": "a successful boot"}.get(ready, f"console {ready!r}")
-        raise PetriTimeout(f"VM {vm.name} was not ready after {timeout:g} s (waiting for {awaited}); "
+        raise PetriTimeout(f"VM {context.name} was not ready after {timeout:g} s (waiting for {awaited}); "
                            f"boot events: {events}; console tail: {tail!r}") from e
 
 
-async def _ok_boot_since(vm: Readied, index: int) -> BootEvent:
+async def _ok_boot_since(vm: CallContext, index: int) -> BootEvent:
     """The first successful boot event at or after ``index`` (seen or still to come)."""
     while True:
-        vm._boot_grew.clear()
+        vm.boot_grew.clear()
         for event in vm.boot_events[index:]:
             if event.ok:
                 return event
         index = len(vm.boot_events)
-        await vm._boot_grew.wait()
+        await vm.boot_grew.wait()

@@ -18,6 +18,8 @@ from PIL import Image
 from ..errors import BadArgument
 from ..model.screen import screen_row
 from ..runtime.loop import runs_on_runtime_loop
+from .context import Record
+from .core import VmCore
 from .needles import Needle, ScreenMatch
 
 
@@ -33,7 +35,7 @@ def as_needle(like: Any) -> Needle:
 class NeedleWatch:
     """One wait's needle state: the last score, the best candidate and the rows they leave."""
 
-    def __init__(self, needle: Needle, record: Any) -> None:
+    def __init__(self, needle: Needle, record: Record) -> None:
         self.needle = needle
         self.record = record
         self.last: ScreenMatch | None = None
@@ -68,16 +70,16 @@ class NeedleWatch:
         return text
 
 
-class ScreenMatchMixin:
-    """``screen_matches()`` for AsyncVm (an AsyncVm method: ``self._call``, ``self._record``, ``runtime``)."""
+class ScreenMatchMixin(VmCore):
+    """``screen_matches()`` for AsyncVm."""
 
     @runs_on_runtime_loop
     async def screen_matches(self, needle: Any) -> ScreenMatch:
         """How the screen compares with ``needle`` (a Needle or its path) now: truthy when it matches,
         with the score and where; the check and the screen are timeline rows."""
         wanted = as_needle(needle)
-        image = await self._call("screenshot", self.runtime.screenshot())  # type: ignore[attr-defined]
-        watch = NeedleWatch(wanted, self._record)  # type: ignore[attr-defined]
+        image = await self._call("screenshot", self.runtime.screenshot())
+        watch = NeedleWatch(wanted, self._context.record)
         await watch.check(image)
         assert watch.last is not None
         return watch.last

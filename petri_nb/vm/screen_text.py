@@ -96,7 +96,7 @@ class ScreenTextMixin(VmCore):
         if text is None and changed is False and still_for is None and like is None:
             raise BadArgument("wait_for_screen() needs text=, changed=True, still_for= or like= "
                               "(else it waits for nothing)")
-        watch = None if like is None else NeedleWatch(as_needle(like), self._record)
+        watch = None if like is None else NeedleWatch(as_needle(like), self._context.record)
         try:
             regex = None if text is None else re.compile(text)
         except re.error as e:

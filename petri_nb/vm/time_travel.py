@@ -19,11 +19,12 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from ..backends import open_replay
-from ..errors import NotSupported, PetriError
+from ..errors import PetriError
 from ..model.run_state import Fact
 from ..runtime.loop import runs_on_runtime_loop
 from . import registry
 from .core import VmCore
+from .preconditions import requires_replay
 
 #: Bound on one seek, reverse step or reverse continue: QEMU replays from the nearest snapshot,
 #: about as long as the recording took (~10 s for 10 s of tmk under TCG), and QEMU 7.2 sometimes
@@ -112,13 +113,10 @@ class TimeTravelMixin(VmCore):
         recording = getattr(self.runtime, "recording", None)
         return None if recording is None else Path(recording.path)
 
-    def _replay_control(self, call: str) -> ReplayControl:
-        runtime = self.runtime
-        if not hasattr(runtime, "reverse_step"):
-            how = ("call replay() to replay it" if getattr(runtime, "recorder", None) is not None
-                   else "launch with record=True, then call replay()")
-            raise NotSupported(f"{call}() works in a replay; VM {self.name} is not one ({how})")
-        return runtime  # type: ignore[return-value]
+    @property
+    def _replay(self) -> ReplayControl:
+        """The backend's replay calls (for the ``@requires_replay`` methods, which run only in a replay)."""
+        return self.runtime  # type: ignore[return-value]
 
     @runs_on_runtime_loop
     async def teardown(self) -> None:
@@ -135,15 +133,17 @@ class TimeTravelMixin(VmCore):
             await asyncio.to_thread(recorder.move_to, target)
 
     @runs_on_runtime_loop
+    @requires_replay
     async def icount(self) -> int:
         """The replay's current instruction count."""
-        return await self._call("icount", self._replay_control("icount").icount())
+        return await self._call("icount", self._replay.icount())
 
     @runs_on_runtime_loop
+    @requires_replay
     async def seek(self, where: int | str | Mapping[str, Any] | pd.Series) -> int:
         """Go to an instruction count, ``"end"`` (the last state before the recording ended) or a
         timeline row of the recorded run; returns the instruction count reached."""
-        control = self._replay_control("seek")
+        control = self._replay
         _check_row_is_ours(where, control.recorded_run, self.run_id)
         icount = instruction_count(where, control.end_icount)
         got = await self._call("seek", control.seek(icount), timeout=REVERSE_TIMEOUT)
@@ -154,23 +154,23 @@ class TimeTravelMixin(VmCore):
 
     def _went_back(self) -> None:
         """Back before a halt the replay ran into: that halt is undone, the replay is paused."""
-        self.debug_running()
+        self._on_debug_run()
         self._acknowledge_halts()
         self._transition(Fact.RESTORED_PAUSED)
 
     @runs_on_runtime_loop
+    @requires_replay
     async def reverse_step(self) -> int:
         """One instruction backwards; returns the program counter there."""
-        control = self._replay_control("reverse_step")
-        pc = await self._call("reverse_step", control.reverse_step(), timeout=REVERSE_TIMEOUT)
+        pc = await self._call("reverse_step", self._replay.reverse_step(), timeout=REVERSE_TIMEOUT)
         self._went_back()
         return pc
 
     @runs_on_runtime_loop
+    @requires_replay
     async def reverse_continue(self) -> int:
         """Backwards to the previous breakpoint hit (or the start of the recording); returns the program counter."""
-        stop = await self._call("reverse_continue", self._replay_control("reverse_continue").reverse_continue(),
-                                timeout=REVERSE_TIMEOUT)
+        stop = await self._call("reverse_continue", self._replay.reverse_continue(), timeout=REVERSE_TIMEOUT)
         self._went_back()
         try:
             return int(stop.get("frame", {}).get("addr", "0"), 16)

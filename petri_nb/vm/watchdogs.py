@@ -26,6 +26,7 @@ from ..model.run_state import RunState
 from ..model.screen import screen_digest, screen_row
 from ..runtime.loop import runs_on_runtime_loop
 from .core import VmCore
+from .preconditions import requires_usable
 
 #: Default seconds between the screen watchdog's looks (petri's is 2 s too).
 SCREEN_EVERY = 2.0
@@ -106,21 +107,21 @@ class WatchdogsMixin(VmCore):
             self._watchdogs[which] = asyncio.ensure_future(watch)
 
     @runs_on_runtime_loop
+    @requires_usable
     async def watch_screen(self, every: float | None = SCREEN_EVERY) -> None:
         """Keep a screenshot on the timeline (source ``screen``) every ``every`` running seconds in which
         the screen changed; ``None`` stops. Ends by itself with the VM."""
         if every is not None and every <= 0:
             raise BadArgument(f"watch_screen(every={every!r}): seconds > 0, or None to stop")
-        self._check_usable()
         await self._replace_watchdog("screen", None if every is None else watch_screen(
             self.runtime.screenshot, self._record, lambda: self.state, every))
 
     @runs_on_runtime_loop
+    @requires_usable
     async def watch_console(self, stall_after: float | None = STALL_AFTER) -> None:
         """Put a ``stall`` row on the timeline when the running guest prints nothing for ``stall_after``
         seconds (once per silence); ``None`` stops."""
         if stall_after is not None and stall_after <= 0:
             raise BadArgument(f"watch_console(stall_after={stall_after!r}): seconds > 0, or None to stop")
-        self._check_usable()
         await self._replace_watchdog("console", None if stall_after is None else watch_console(
             lambda: self.console.last_output, self._record, lambda: self.state, stall_after))
