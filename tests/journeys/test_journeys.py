@@ -88,7 +88,8 @@ def test_bootloader_user_boots_an_iso_on_bios_and_reads_the_screen(tmp_path):
     out = journey("bootloader_user", [
         "import petri_nb\n%load_ext petri_nb",
         "%petri launch --cdrom rescue.iso --firmware bios --name rescue",
-        "%petri wait-screen --text 'GNU GRUB' --timeout 60",
+        # The title is drawn before the entries: wait for both (under load one poll can fall between).
+        r"%petri wait-screen --text 'GNU GRUB[\s\S]*GNU/Linux' --timeout 60",
         "%petri screen-text",
         "%petri teardown",
     ], tmp_path)
