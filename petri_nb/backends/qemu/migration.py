@@ -69,21 +69,27 @@ async def save(execute: Execute, send_fd: SendFd, status: Callable[[], Awaitable
         rfd = await _pipe_for_qemu(send_fd, execute, "petri-save", qemu_reads=False)
         reading = asyncio.ensure_future(asyncio.to_thread(_read_all, rfd))
         try:
-            await execute("migrate", {"uri": "fd:petri-save"})
-            await _wait_migrated(execute)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await execute("migrate_cancel")
-            # A migrate QEMU refused never took the pipe: close QEMU's end so the reader sees EOF.
-            with contextlib.suppress(Exception):
-                await execute("closefd", {"fdname": "petri-save"})
-            raise
+            await _migrate_out(execute)
         finally:
             data = await reading  # QEMU closes its end when migration ends either way
     finally:
         if was_running:
             await resume()
     return data
+
+
+async def _migrate_out(execute: Execute) -> None:
+    """Migrate to QEMU's fd ``petri-save`` until done; on any failure cancel it and close that fd
+    (a migrate QEMU refused never took it: a pipe's reader would wait for EOF forever)."""
+    try:
+        await execute("migrate", {"uri": "fd:petri-save"})
+        await _wait_migrated(execute)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await execute("migrate_cancel")
+        with contextlib.suppress(Exception):
+            await execute("closefd", {"fdname": "petri-save"})
+        raise
 
 
 async def _wait_migrated(execute: Execute) -> None:
@@ -110,15 +116,7 @@ async def save_to_file(execute: Execute, send_fd: SendFd, path: Path) -> int:
     finally:
         os.close(fd)
     await execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-    try:
-        await execute("migrate", {"uri": "fd:petri-save"})
-        await _wait_migrated(execute)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await execute("migrate_cancel")
-        with contextlib.suppress(Exception):
-            await execute("closefd", {"fdname": "petri-save"})
-        raise
+    await _migrate_out(execute)
     return path.stat().st_size
 
 
@@ -126,9 +124,8 @@ async def load_file(inst: QemuInstance, path: Path) -> str:
     """As ``load``, QEMU reading the stream from the file ``path`` itself (a boot cache entry)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with open(path, "rb") as f:
-            if f.read(len(STREAM_MAGIC)) != STREAM_MAGIC:
-                raise PetriError(f"{path} is not a QEMU migration stream")
+        if os.pread(fd, len(STREAM_MAGIC), 0) != STREAM_MAGIC:
+            raise PetriError(f"{path} is not a QEMU migration stream")
         inst.qmp.send_fd_scm(fd)
         await inst.before_exit(inst.qmp.execute("getfd", {"fdname": "petri-restore"}), "passing the state file")
     finally:
