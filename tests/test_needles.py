@@ -68,6 +68,9 @@ def test_a_needle_is_a_png_and_a_json_that_round_trip(tmp_path: Path) -> None:
      "threshold"),
     (lambda: petri_nb.Needle.load("/no/such/menu.json"), PetriError, r"needle 'menu': no file '/no/such/menu.json'"),
     (lambda: petri_nb.Needle.load_all("/no/such"), PetriError, "no needle folder"),
+    # A name longer than the system takes (the fuzz test found it raising OSError).
+    (lambda: petri_nb.Needle.load("x" * 5000), PetriError, "needle path 'x+' cannot be used: File name too long"),
+    (lambda: petri_nb.Needle.load_all("y" * 5000), PetriError, "cannot be used: File name too long"),
 ])
 def test_bad_needles_are_one_line_petri_errors(call, error: type, message: str) -> None:
     with pytest.raises(error, match=message) as info:

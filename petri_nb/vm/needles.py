@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ class Needle:
         base = base.with_suffix("") if base.suffix in (".json", ".png") else base
         json_path, png_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".png")
         for p in (json_path, png_path):
-            if not p.is_file():
+            if not _is(p, Path.is_file):
                 raise PetriError(f"needle {base.name!r}: no file {str(p)!r} (a needle is a .png and a .json)")
         try:
             meta = json.loads(json_path.read_text())
@@ -172,7 +173,7 @@ class Needle:
     def load_all(cls, folder: str | os.PathLike[str]) -> dict[str, Needle]:
         """Every needle in ``folder``, by name."""
         folder = Path(folder)
-        if not folder.is_dir():
+        if not _is(folder, Path.is_dir):
             raise PetriError(f"no needle folder {str(folder)!r}")
         needles = [cls.load(p) for p in sorted(folder.glob("*.json"))]
         return {n.name: n for n in needles}
@@ -225,3 +226,11 @@ def _similarity(found: np.ndarray, patch: np.ndarray) -> float:
         return 1.0 - float(np.abs(found - patch).mean()) / 255.0
     score = structural_similarity(found, patch, win_size=side - (side + 1) % 2, channel_axis=-1, data_range=255.0)
     return float(score) if math.isfinite(score) else 0.0
+
+
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(path)``, as a PetriError when the path itself is unusable (a name too long for the system)."""
+    try:
+        return test(path)
+    except OSError as e:
+        raise PetriError(f"needle path {str(path)[:200]!r} cannot be used: {e.strerror}") from None
