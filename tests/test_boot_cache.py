@@ -173,6 +173,15 @@ def test_guests_the_cache_cannot_hold_are_refused_by_name(cache: store.BootCache
     assert not cache.root.exists() or not cache.entries()
 
 
+def test_missing_files_are_the_same_launch_errors_with_the_cache(cache: store.BootCache, tmp_path: Path):
+    for options in ({"disks": [tmp_path / "no.img"]}, {"kernel": tmp_path / "no.elf"}, {"disks": [tmp_path]}):
+        with pytest.raises(petri_nb.LaunchError) as plain:
+            petri_nb.launch(**options)
+        with pytest.raises(petri_nb.LaunchError) as cached:
+            petri_nb.launch(boot_cache=True, **options)
+        assert str(cached.value) == str(plain.value)
+
+
 def test_cache_ls_and_clear_from_the_command_line(cache: store.BootCache, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["cache", "ls"]) == 0
     assert "no boot cache entries" in capsys.readouterr().out

@@ -41,12 +41,7 @@ def qemu_img() -> str:
 
 def image_format(path: Path) -> str:
     """The image's format as ``qemu-img info`` reads it; a LaunchError naming the file otherwise."""
-    if not path.exists():
-        raise LaunchError(f"disk image {path} does not exist")
-    if not path.is_file() and not path.is_block_device():
-        raise LaunchError(f"disk image {path} is not a file (a directory?)")
-    if not os.access(path, os.R_OK):
-        raise LaunchError(f"disk image {path} is not readable by this user")
+    check_image(path)
     proc = _run_tool([qemu_img(), "info", "--output=json", "--", str(path)], path)
     try:
         fmt = json.loads(proc.stdout)["format"]
@@ -56,6 +51,16 @@ def image_format(path: Path) -> str:
         raise LaunchError(f"disk image {path} is in format {fmt!r}, which petri_nb does not boot "
                           f"(supported: {', '.join(FORMATS)})")
     return fmt
+
+
+def check_image(path: Path) -> None:
+    """A LaunchError naming the image if it is missing, not a file or not readable."""
+    if not path.exists():
+        raise LaunchError(f"disk image {path} does not exist")
+    if not path.is_file() and not path.is_block_device():
+        raise LaunchError(f"disk image {path} is not a file (a directory?)")
+    if not os.access(path, os.R_OK):
+        raise LaunchError(f"disk image {path} is not readable by this user")
 
 
 def _run_tool(argv: list[str], path: Path) -> subprocess.CompletedProcess[str]:
@@ -71,6 +76,11 @@ def _run_tool(argv: list[str], path: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def overlay_path(rundir: Path, index: int) -> Path:
+    """Where disk ``index``'s overlay lives in a VM's run dir."""
+    return rundir / f"disk{index}.qcow2"
+
+
 def prepare(disk: Disk, index: int, rundir: Path) -> PreparedDisk:
     """Check one disk and, unless it is writable, put a qcow2 overlay over it in ``rundir``."""
     source = disk.path.resolve()
@@ -79,7 +89,7 @@ def prepare(disk: Disk, index: int, rundir: Path) -> PreparedDisk:
         if not os.access(source, os.W_OK):
             raise LaunchError(f"disk image {source} is not writable by this user (writable=True asks to write it)")
         return PreparedDisk(source, source, fmt)
-    overlay = rundir / f"disk{index}.qcow2"
+    overlay = overlay_path(rundir, index)
     proc = subprocess.run([qemu_img(), "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(source), str(overlay)],
                           capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT)
     if proc.returncode != 0:

@@ -27,7 +27,7 @@ from ...guests.description import Guest
 from ...records.boot_cache import verify_large
 from . import migration
 from .command import find_binary
-from .disks import PreparedDisk
+from .disks import PreparedDisk, check_image, check_readable, overlay_path
 from .firmware import OVMF, OVMF_DIR, QBOOT, VARS_FILE
 from .instance import QemuInstance
 
@@ -67,6 +67,12 @@ def identity(guest: Guest, accel: str) -> dict[str, Any]:
     """The cache key's material for ``guest`` under ``accel`` (NotSupported if it cannot be cached)."""
     if (why := refusal(guest)) is not None:
         raise NotSupported(f"boot_cache: {why}")
+    # The files are read for the key before any launch step checks them: the same errors as a boot.
+    for what, path in (("kernel image", guest.kernel), ("initrd", guest.initrd), ("CD-ROM image", guest.cdrom),
+                       ("firmware_vars", guest.firmware_vars)):
+        check_readable(what, path)
+    for disk in guest.disks:
+        check_image(disk.path.resolve())
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(guest):
         if f.name in NOT_SHAPING:
@@ -136,11 +142,14 @@ def _copy_files(folder: Path, files: dict[str, Path]) -> None:
         shutil.copyfile(path, folder / name)
 
 
-def restore_files(folder: Path, rundir: Path, disks: list[PreparedDisk]) -> None:
-    """Put the entry's overlays and variable store where this VM's command line opens them."""
-    for name in [d.path.name for d in disks if d.path.parent == rundir] + [VARS_FILE]:
-        if (folder / name).exists():
-            shutil.copyfile(folder / name, rundir / name)
+def restore_files(folder: Path, rundir: Path, guest: Guest) -> tuple[list[PreparedDisk], Path | None]:
+    """The entry's overlays, copied where this VM's command line opens them (in place of new ones:
+    the key pins the images they lie over), and the variable store to start from (the entry's)."""
+    prepared = [PreparedDisk(d.path.resolve(), overlay_path(rundir, i), "qcow2") for i, d in enumerate(guest.disks)]
+    for disk in prepared:
+        shutil.copyfile(folder / disk.path.name, disk.path)
+    saved_vars = folder / VARS_FILE
+    return prepared, saved_vars if saved_vars.exists() else guest.firmware_vars
 
 
 async def load(inst: QemuInstance, folder: Path) -> str:

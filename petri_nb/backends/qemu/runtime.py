@@ -159,11 +159,12 @@ class QemuRuntime(GuestDebugCalls, Runtime):
         await self._execute("cont")
 
     def _prepare(self, rundir: Path) -> list[str]:
-        """Disk overlays, the firmware's variable store, and the command line that uses them."""
-        self._disks = disks.prepare_all(self.guest.disks, rundir)
-        device_args = firmware_args(self.guest.firmware, rundir, self.guest.firmware_vars)
-        if self._ready_state is not None:
-            ready_state.restore_files(self._ready_state, rundir, self._disks)
+        """Disk overlays, the variable store (start_from()'s when given) and the command line that uses them."""
+        if self._ready_state is None:
+            self._disks, vars_from = disks.prepare_all(self.guest.disks, rundir), self.guest.firmware_vars
+        else:
+            self._disks, vars_from = ready_state.restore_files(self._ready_state, rundir, self.guest)
+        device_args = firmware_args(self.guest.firmware, rundir, vars_from)
         argv = command.build_command(self.guest, rundir, self.accel, self._disks, device_args)
         return argv if self.recorder is None else self.recorder.command(argv, rundir)
 
