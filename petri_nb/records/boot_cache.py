@@ -64,19 +64,23 @@ def key_of(material: dict[str, Any]) -> str:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify_large(folder: Path) -> None:
     """Checksum an entry's files too large for lookup to check; ValueError naming a damaged one."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    for name, want in manifest["files"].items():
-        if want["size"] > CHECK_AT_LOOKUP and _digest(folder / name) != want["sha256"]:
-            raise ValueError(f"boot cache entry {folder.name}: {name} does not match its checksum")
+    try:
+        _check_sums(folder, json.loads((folder / MANIFEST).read_text())["files"], large=True)
+    except ValueError as e:
+        raise ValueError(f"boot cache entry {folder.name}: {e}") from None
+
+
+def _check_sums(folder: Path, files: dict[str, Any], *, large: bool) -> None:
+    """Checksum the files over CHECK_AT_LOOKUP bytes (``large``) or the others; ValueError naming a bad one."""
+    for name, want in files.items():
+        if (want["size"] > CHECK_AT_LOOKUP) == large and _digest(folder / name) != want["sha256"]:
+            raise ValueError(f"{name} does not match its checksum")
 
 
 @dataclass(frozen=True)
@@ -155,11 +159,9 @@ class BootCache:
             if manifest.get("format") != FORMAT or manifest.get("key") != key:
                 raise ValueError(f"format {manifest.get('format')!r}, key {manifest.get('key')!r}")
             for name, want in manifest["files"].items():
-                path = folder / name
-                if path.stat().st_size != want["size"]:
-                    raise ValueError(f"{name} has {path.stat().st_size} bytes, not {want['size']}")
-                if want["size"] <= CHECK_AT_LOOKUP and _digest(path) != want["sha256"]:
-                    raise ValueError(f"{name} does not match its checksum")
+                if (size := (folder / name).stat().st_size) != want["size"]:
+                    raise ValueError(f"{name} has {size} bytes, not {want['size']}")
+            _check_sums(folder, manifest["files"], large=False)
         except (OSError, ValueError, KeyError, TypeError) as e:
             self.discard(key, f"boot cache entry {key} is damaged ({e}); it is discarded and rebuilt")
             return None

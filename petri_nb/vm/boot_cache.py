@@ -29,7 +29,7 @@ from .console import AsyncConsole
 
 CONSOLE_FILE = "console.txt"
 BOOT_EVENTS_FILE = "boot_events.json"
-#: Bound on writing one entry (a Linux guest's state is tens of MB through a local pipe).
+#: Bound on writing one entry (a Linux guest's state is a hundred MB or so, written by QEMU to a file).
 STORE_TIMEOUT = 120.0
 #: Bytes written into the guest's /dev/urandom after a hit, so siblings' RNG outputs differ.
 STIR_BYTES = 64
@@ -83,10 +83,9 @@ async def plan(runtime: Runtime) -> Plan:
 
 def replay_output(sink: EventSink, entry: Entry) -> None:
     """Tell the VM what the skipped boot printed and reported, before the restored guest goes on."""
-    text = entry.path(CONSOLE_FILE).read_bytes() if entry.path(CONSOLE_FILE).exists() else b""
-    if text:
+    if text := entry.path(CONSOLE_FILE).read_bytes():  # both files are in every entry (store writes them)
         sink.console_data(text)
-    for event in json.loads(entry.path(BOOT_EVENTS_FILE).read_text() or "[]"):
+    for event in json.loads(entry.path(BOOT_EVENTS_FILE).read_text()):
         sink.boot_event(BootEvent(**event))
 
 
@@ -103,7 +102,8 @@ async def start(vm: Cached, sink: EventSink, found: Plan) -> bool:
 
 
 async def store(vm: Cached, found: Plan, console_mark: int, boot_events_mark: int, boot_s: float) -> int | None:
-    """At the ready moment: write the entry (the VM pauses for it); its size, or None if it failed."""
+    """At the ready moment: write the entry (the VM pauses for it); its size, or None if it failed.
+    The caller releases the plan's lock (``Plan.release``) whatever happens."""
     assert found.building is not None
     folder = found.building.folder
     console = vm.console
@@ -122,8 +122,6 @@ async def store(vm: Cached, found: Plan, console_mark: int, boot_events_mark: in
         found.building.abort()
         warnings.warn(f"boot cache: could not store {vm.name}'s ready state ({e}); the VM runs on", stacklevel=2)
         return None
-    finally:
-        found.release()
 
 
 async def freshen(qga: Any) -> list[str]:
