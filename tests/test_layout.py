@@ -3,6 +3,7 @@ import cycles; no module over 400 lines."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,23 @@ def test_the_old_flat_module_names_the_readme_documents_still_import() -> None:
         assert importlib.import_module(f"petri_nb.{old}") is importlib.import_module(new)
     assert petri_nb.persist is persist
     from petri_nb.report import run  # noqa: F401  (the README's petri_nb.report.run)
+
+
+READING_LIST = Path(__file__).resolve().parent.parent / "tools" / "reading_list.py"
+
+
+def test_a_newcomer_follows_percent_petri_reset_through_at_most_eight_modules() -> None:
+    """The reset's spine (every module on the stack whenever it waits, tools/reading_list.py), from
+    a real %petri reset of tmk: the magic's handler down to QMP, through one module per step."""
+    proc = subprocess.run([sys.executable, str(READING_LIST), "--json"], capture_output=True, text=True,
+                          timeout=120, cwd=READING_LIST.parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    rings = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(rings["spine"]) == {
+        "petri_nb.notebook.magics", "petri_nb.notebook.magics.handlers",  # the line, its handler
+        "petri_nb.runtime.loop",  # the blocking call onto the runtime loop
+        "petri_nb.vm.core", "petri_nb.vm.readiness", "petri_nb.vm.console",  # the reset, then ready again
+        "petri_nb.backends.qemu.runtime", "petri_nb.backends.qemu.host_reset",  # QMP's system_reset
+    }
+    assert set(rings["spine"]) <= set(rings["call_path"]) <= set(rings["running"])
+    assert len(rings["call_path"]) <= 20  # the leaves it calls on the way (18 when this was written)
