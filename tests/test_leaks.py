@@ -65,3 +65,25 @@ def test_reset_soak_over_several_vms_leaks_no_fds_threads_children_or_memory():
     final = _snapshot()
     assert final["children"] == 0 or final["children"] < before["children"]
     assert final["fds"] < before["fds"]
+
+
+def test_a_torn_down_vm_is_freed_at_once_with_no_task_left_behind():
+    """Teardown ends the VM's own tasks (its watchdogs sleep seconds between looks), so the
+    VM and everything it holds are freed as soon as the user lets go of it."""
+    import gc
+    import weakref
+
+    from petri_nb.runtime.loop import runtime_loop
+
+    async def tasks_left() -> list[str]:
+        return [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    before = asyncio.run_coroutine_threadsafe(tasks_left(), runtime_loop()).result(5)
+    vm = petri_nb.launch("tmk")
+    vm.console.expect(READY, timeout=60)
+    vm.teardown()
+    assert asyncio.run_coroutine_threadsafe(tasks_left(), runtime_loop()).result(5) == before
+    gone = weakref.ref(vm.aio)
+    del vm
+    gc.collect()
+    assert gone() is None

@@ -11,7 +11,6 @@ the timeline.
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any, Protocol
 
 from ..errors import AgentError
@@ -123,12 +122,9 @@ class Agent(AgentTwins):
         return f"<Agent ({self.aio.vm.guest.agent}) of {self.aio.vm.name}>"
 
 
-_agents: weakref.WeakKeyDictionary[CallContext, AsyncAgent] = weakref.WeakKeyDictionary()
-
-
 async def agent_for(vm: CallContext, timeout: float) -> AsyncAgent:
     """The VM's agent, connecting on first use; waits until it answers (e.g. after a reboot)."""
-    agent = _agents.get(vm)
+    agent: AsyncAgent | None = vm.agent
     if agent is not None:
         try:
             await agent._answering(timeout)
@@ -137,7 +133,7 @@ async def agent_for(vm: CallContext, timeout: float) -> AsyncAgent:
             if not agent.transport.closed:
                 raise
             await agent.transport.close()  # QEMU was replaced (restore_state, a new command line): reconnect
-            del _agents[vm]
+            vm.agent = None
     kind = vm.guest.agent
     if kind not in TRANSPORTS:
         raise AgentError(f"VM {vm.name} has no guest agent: its guest was launched without one (agent=None)")
@@ -148,5 +144,5 @@ async def agent_for(vm: CallContext, timeout: float) -> AsyncAgent:
     except BaseException:
         await agent.transport.close()
         raise
-    _agents[vm] = agent
+    vm.agent = agent
     return agent

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any, Protocol
 from petri_nb.errors import AgentError
 from petri_nb.model.agent_result import MAX_OUTPUT, AgentResult, check_guest_path
@@ -13,7 +12,6 @@ from petri_nb.vm.qga import QgaClient
 from petri_nb.vm.twin_names import AgentTwins
 
 TRANSPORTS: dict[str, Any]
-_agents: weakref.WeakKeyDictionary[CallContext, AsyncAgent]
 
 
 class Transport(Protocol):

@@ -54,7 +54,7 @@ class VmFacts(Protocol):
 class CallContext:
     """The VM's race, its timeline and its facts, for one VM's features."""
 
-    __slots__ = ("__weakref__", "_vm", "boot_grew", "call", "record")  # weak: agent.py keys its agents by context
+    __slots__ = ("_vm", "agent", "boot_grew", "call", "record")
 
     def __init__(self, vm: VmFacts, call: Call, record: Record, boot_grew: asyncio.Event) -> None:
         self._vm = vm
@@ -62,6 +62,8 @@ class CallContext:
         self.record = record
         #: Set at every boot event (readiness waits on it).
         self.boot_grew = boot_grew
+        #: The VM's guest agent once connected (petri_nb.vm.agent.agent_for); it lives as long as the VM.
+        self.agent: Any = None
 
     def __repr__(self) -> str:
         return f"<CallContext of {self.name}>"

@@ -56,7 +56,7 @@ class VmEvents:
         self._state_observers: list[StateObserver] = []
         self.calls_in_flight = 0  # runtime calls awaiting an answer right now
         self._view_resets = 0  # presses of the view's reset button whose RESET has not come yet
-        self._background: set[asyncio.Task[None]] = set()  # readiness notes, a hit's freshen
+        self._background: set[asyncio.Task[None]] = set()  # readiness notes, a hit's freshen, watchdogs
         self._bp_signal = asyncio.Event()
         self._bp_stops: collections.deque[Stop] = collections.deque(maxlen=64)
         self.boot_events: list[BootEvent] = []
@@ -162,11 +162,12 @@ class VmEvents:
 
         self._in_background(note())
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` beside the caller; teardown cancels it if it is still running."""
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _on_halt(self, halt: Halt) -> None:
         halt = Halt(halt.reason, halt.detail, self._timeline.now(), halt.data)

@@ -104,7 +104,7 @@ class WatchdogsMixin(VmCore):
             with contextlib.suppress(asyncio.CancelledError):
                 await old
         if watch is not None:
-            self._watchdogs[which] = asyncio.ensure_future(watch)
+            self._watchdogs[which] = self._in_background(watch)  # teardown stops it at once
 
     @runs_on_runtime_loop
     @requires_usable
