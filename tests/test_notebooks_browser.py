@@ -85,7 +85,9 @@ def test_tmk_notebooks_run_in_jupyterlab_with_live_view_and_plots(lab: Lab, page
     shared = prepare(lab, "shared_analysis", data_dir="runs")
     s = run_all(page, lab, quickstart, timeout=120)
     assert s["all_halts_as_expected"] and len(s["halts"]) == 5
-    # The live view got frames and shows the guest's screen (not a blank canvas).
+    # The live view got frames and shows the guest's screen (not a blank canvas). Run All may have
+    # scrolled far below the view's cell, and JupyterLab renders only the cells near the viewport.
+    page.locator(".jp-Notebook .jp-Cell").nth(4).scroll_into_view_if_needed()
     screen = page.wait_for_selector(".petri-vmview-screen[data-seq]", state="attached", timeout=10_000)
     assert int(screen.get_attribute("data-seq")) > 0
     lo, hi = zip(*ImageStat.Stat(canvas_image(page)).extrema, strict=True)
