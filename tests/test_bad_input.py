@@ -42,3 +42,16 @@ def test_a_failed_launch_frees_its_name():
         petri_nb.launch("tmk", name="reused", extra_args=("-device", "nonsense"))
     with petri_nb.launch("tmk", name="reused") as vm:
         assert vm.name == "reused"
+
+
+def test_launchs_own_options_are_checked_before_the_boot(tmp_path):
+    """A wrong watchdog or cache option is reported at once, not after a whole boot (here the
+    missing kernel, which the boot would stumble on first, is never looked at)."""
+    missing = tmp_path / "no-such-kernel"
+    for options, message in (({"screen_watchdog": "2"}, r"launch\(\): screen_watchdog must be float \| None"),
+                             ({"console_stall": 0}, r"launch\(\): console_stall must be seconds > 0"),
+                             ({"boot_cache": 1}, r"launch\(\): boot_cache must be bool, not 1")):
+        with pytest.raises(petri_nb.BadArgument, match=message):
+            petri_nb.launch(kernel=missing, **options)
+    with pytest.raises(petri_nb.LaunchError, match="no-such-kernel"):
+        petri_nb.launch(kernel=missing, screen_watchdog=None, console_stall=5.0, boot_cache=False)

@@ -119,28 +119,31 @@ def _checks(fn: Callable[..., Any]) -> tuple[list[str], dict[str, tuple[Check, s
     return positional, checks
 
 
-def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise BadArgument naming the first argument of a call to ``fn`` that breaks its annotation."""
+def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                    called: str | None = None) -> None:
+    """Raise BadArgument naming the first argument of a call to ``fn`` (``called`` in the message,
+    if the user called it by another name) that breaks its annotation."""
     positional, checks = _checks(fn)
     if not checks:
         return
+    fn_name = called or fn.__name__
     given = dict(zip(positional, args, strict=False)) | kwargs
     for name, value in given.items():
         entry = checks.get(name)
         if entry is not None and not entry[0](value):
             if isinstance(value, str) and "str" in entry[1].split(" | "):
-                raise BadArgument(f"{fn.__name__}(): {name} must be text without NUL characters or lone "
+                raise BadArgument(f"{fn_name}(): {name} must be text without NUL characters or lone "
                                   f"surrogates, not {_show(value)}")
-            raise BadArgument(f"{fn.__name__}(): {name} must be {entry[1]}, not {_show(value)}")
+            raise BadArgument(f"{fn_name}(): {name} must be {entry[1]}, not {_show(value)}")
         if name in TIMES and _is_number(value) and not 0 <= value <= MAX_SECONDS:
-            raise BadArgument(f"{fn.__name__}(): {name} must be a number of seconds from 0 to {MAX_SECONDS:g} "
+            raise BadArgument(f"{fn_name}(): {name} must be a number of seconds from 0 to {MAX_SECONDS:g} "
                               f"(None waits without end), not {_show(value)}")
         if name in PATTERNS:
             for text in [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else ():
                 try:
                     re.compile(text)
                 except (re.error, TypeError) as e:
-                    raise BadArgument(f"{fn.__name__}(): {name} {text!r} is not a regular expression: {e}") from None
+                    raise BadArgument(f"{fn_name}(): {name} {text!r} is not a regular expression: {e}") from None
 
 
 def _show(value: object) -> str:

@@ -25,6 +25,7 @@ from ..records import persist
 from ..records.icount import IcountStamps
 from ..records.run_meta import describe_run, process_facts
 from ..runtime.loop import blocking_twins, run_blocking, runs_on_runtime_loop
+from ..runtime.validation import check_arguments
 from . import boot_cache, readiness, registry
 from .agent import Agent, AsyncAgent, agent_for
 from .console import Console
@@ -224,6 +225,7 @@ VM_OPTIONS = ("accel", "boot_cache", "screen_watchdog", "console_stall")
 
 async def _launch(guest: str | Guest | None, name: str | None, accel: str, screen_watchdog: float | None = SCREEN_EVERY,
                   console_stall: float | None = STALL_AFTER, boot_cache: bool = False, **options: Any) -> AsyncVm:
+    _check_vm_options(screen_watchdog, console_stall, boot_cache)
     # Describing a preset may fetch and build (the Linux guest's kernel and initramfs):
     # off the runtime loop, so running VMs stay serviced meanwhile.
     spec = await asyncio.to_thread(describe, guest, **options)
@@ -235,7 +237,7 @@ async def _launch(guest: str | Guest | None, name: str | None, accel: str, scree
         raise
     registry.register(name, vm)
     try:
-        await vm._boot(_flag("boot_cache", boot_cache))
+        await vm._boot(boot_cache)
         await vm.watch_screen(screen_watchdog)
         await vm.watch_console(console_stall)
     except BaseException:
@@ -261,10 +263,12 @@ _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts"
               "boot_events", "recording")
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise BadArgument(f"{name} must be True or False, not {value!r}")
-    return value
+def _check_vm_options(screen_watchdog: float | None, console_stall: float | None, boot_cache: bool) -> None:
+    """launch()'s own options, checked before the boot: a wrong one must not cost a whole boot first."""
+    check_arguments(_check_vm_options, (screen_watchdog, console_stall, boot_cache), {}, called="launch")
+    for name, seconds in (("screen_watchdog", screen_watchdog), ("console_stall", console_stall)):
+        if seconds is not None and seconds <= 0:
+            raise BadArgument(f"launch(): {name} must be seconds > 0, or None to leave it off, not {seconds!r}")
 
 
 def _as_vm(aio: AsyncVm) -> Vm:

@@ -17,6 +17,7 @@ from petri_nb.records import persist
 from petri_nb.records.icount import IcountStamps
 from petri_nb.records.run_meta import describe_run, process_facts
 from petri_nb.runtime.loop import blocking_twins, run_blocking, runs_on_runtime_loop
+from petri_nb.runtime.validation import check_arguments
 from petri_nb.vm import boot_cache, readiness, registry
 from petri_nb.vm.agent import Agent, AsyncAgent, agent_for
 from petri_nb.vm.console import Console
