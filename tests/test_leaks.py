@@ -13,6 +13,7 @@ import asyncio
 import os
 
 import psutil
+import pytest
 
 import petri_nb
 from petri_nb.backends.qemu.command import TCG_TB_SIZE_MIB
@@ -87,3 +88,20 @@ def test_a_torn_down_vm_is_freed_at_once_with_no_task_left_behind():
     del vm
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.slow
+def test_a_vm_whose_agent_was_used_is_freed_once_torn_down_and_dropped() -> None:
+    """The agent lives as long as its VM: nothing global keeps a finished VM (its timeline, its
+    console's text) alive after the user lets go of it, however many they launch in a sitting."""
+    import gc
+    import weakref
+
+    from linux_vm import booted_linux  # here, not in test_agent.py: that module's own Linux VM outlives this test
+
+    with booted_linux() as (vm, agent, _):
+        assert agent.run("true").exit_code == 0
+        gone = weakref.ref(vm.aio)
+    del vm, agent
+    gc.collect()
+    assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
