@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends import create_runtime
-from ..errors import BadArgument, LaunchError, NotSupported, PetriError, PetriTimeout
+from ..errors import LaunchError, NotSupported, PetriError, PetriTimeout
 from ..guests import Guest, describe
 from ..model.boot_event import BootEvent
 from ..model.inspect_node import InspectNode
@@ -37,7 +37,7 @@ from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
 from .time_travel import TimeTravelMixin, start_replay
 from .twin_names import VmTwins
-from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
+from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin, check_period
 
 if TYPE_CHECKING:
     import anywidget
@@ -266,9 +266,8 @@ _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts"
 def _check_vm_options(screen_watchdog: float | None, console_stall: float | None, boot_cache: bool) -> None:
     """launch()'s own options, checked before the boot: a wrong one must not cost a whole boot first."""
     check_arguments(_check_vm_options, (screen_watchdog, console_stall, boot_cache), {}, called="launch")
-    for name, seconds in (("screen_watchdog", screen_watchdog), ("console_stall", console_stall)):
-        if seconds is not None and seconds <= 0:
-            raise BadArgument(f"launch(): {name} must be seconds > 0, or None to leave it off, not {seconds!r}")
+    check_period("launch", "screen_watchdog", screen_watchdog)
+    check_period("launch", "console_stall", console_stall)
 
 
 def _as_vm(aio: AsyncVm) -> Vm:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from petri_nb.backends import create_runtime
-from petri_nb.errors import BadArgument, LaunchError, NotSupported, PetriError, PetriTimeout
+from petri_nb.errors import LaunchError, NotSupported, PetriError, PetriTimeout
 from petri_nb.guests import Guest, describe
 from petri_nb.model.boot_event import BootEvent
 from petri_nb.model.inspect_node import InspectNode
@@ -29,7 +29,7 @@ from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
 from petri_nb.vm.time_travel import TimeTravelMixin, start_replay
 from petri_nb.vm.twin_names import VmTwins
-from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
+from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin, check_period
 import anywidget
 import contextlib
 import itertools
@@ -63,6 +63,7 @@ from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
 from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.context import CallContext
 from petri_nb.vm.events import VmEvents
+from petri_nb.errors import BadArgument
 from petri_nb.model.screen import screen_row
 from petri_nb.vm.context import Record
 from petri_nb.vm.needles import Needle, ScreenMatch

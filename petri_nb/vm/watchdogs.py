@@ -38,6 +38,12 @@ SHOT_TIMEOUT = 10.0
 Record = Callable[..., Any]
 Shoot = Callable[[], Awaitable[Image.Image]]
 State = Callable[[], RunState]
+
+
+def check_period(called: str, name: str, seconds: float | None) -> None:
+    """A watchdog's period is seconds > 0, or None for no watchdog (0 would spin the loop)."""
+    if seconds is not None and seconds <= 0:
+        raise BadArgument(f"{called}(): {name} must be seconds > 0, or None for no watchdog, not {seconds!r}")
 ENDED = (RunState.GONE, RunState.TORN_DOWN)
 
 
@@ -111,8 +117,7 @@ class WatchdogsMixin(VmCore):
     async def watch_screen(self, every: float | None = SCREEN_EVERY) -> None:
         """Keep a screenshot on the timeline (source ``screen``) every ``every`` running seconds in which
         the screen changed; ``None`` stops. Ends by itself with the VM."""
-        if every is not None and every <= 0:
-            raise BadArgument(f"watch_screen(every={every!r}): seconds > 0, or None to stop")
+        check_period("watch_screen", "every", every)
         await self._replace_watchdog("screen", None if every is None else watch_screen(
             self.runtime.screenshot, self._record, lambda: self.state, every))
 
@@ -121,7 +126,6 @@ class WatchdogsMixin(VmCore):
     async def watch_console(self, stall_after: float | None = STALL_AFTER) -> None:
         """Put a ``stall`` row on the timeline when the running guest prints nothing for ``stall_after``
         seconds (once per silence); ``None`` stops."""
-        if stall_after is not None and stall_after <= 0:
-            raise BadArgument(f"watch_console(stall_after={stall_after!r}): seconds > 0, or None to stop")
+        check_period("watch_console", "stall_after", stall_after)
         await self._replace_watchdog("console", None if stall_after is None else watch_console(
             lambda: self.console.last_output, self._record, lambda: self.state, stall_after))
