@@ -61,6 +61,8 @@ def test_stall_is_marked_once_per_silence_and_not_while_paused() -> None:
         vm.pause()
         vm.wait_for_screen(still_for=2.5, timeout=20)
         assert len(rows(vm, "console", "stall")) == 2  # paused time is not silence
+        with pytest.raises(BadArgument):
+            vm.watch_console(stall_after=-1)
         with pytest.raises(BadArgument, match=r"watch_console\(\): stall_after must be seconds > 0, or None"):
             vm.watch_console(stall_after=0)  # 0 is a time, but no period
         vm.watch_console(None)

@@ -39,12 +39,13 @@ Record = Callable[..., Any]
 Shoot = Callable[[], Awaitable[Image.Image]]
 State = Callable[[], RunState]
 
+ENDED = (RunState.GONE, RunState.TORN_DOWN)
+
 
 def check_period(called: str, name: str, seconds: float | None) -> None:
     """A watchdog's period is seconds > 0, or None for no watchdog (0 would spin the loop)."""
     if seconds is not None and seconds <= 0:
         raise BadArgument(f"{called}(): {name} must be seconds > 0, or None for no watchdog, not {seconds!r}")
-ENDED = (RunState.GONE, RunState.TORN_DOWN)
 
 
 async def watch_screen(shoot: Shoot, record: Record, state: State, every: float) -> None:
