@@ -50,6 +50,7 @@ def test_launchs_own_options_are_checked_before_the_boot(tmp_path):
     missing = tmp_path / "no-such-kernel"
     for options, message in (({"screen_watchdog": "2"}, r"launch\(\): screen_watchdog must be float \| None"),
                              ({"console_stall": 0}, r"launch\(\): console_stall must be seconds > 0"),
+                             ({"screen_watchdog": 4e7}, r"launch\(\): screen_watchdog must be seconds > 0.*at most"),
                              ({"boot_cache": 1}, r"launch\(\): boot_cache must be bool, not 1")):
         with pytest.raises(petri_nb.BadArgument, match=message):
             petri_nb.launch(kernel=missing, **options)

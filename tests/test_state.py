@@ -98,6 +98,11 @@ def test_auto_checkpoint_takes_and_prunes_checkpoints(vm: petri_nb.Vm) -> None:
     vm.auto_checkpoint(every=0.1, keep=2)
     try:
         wait_until(lambda: any(c.name == "auto-3" for c in vm.checkpoints()), timeout=20, what="3 auto checkpoints")
+        for bad in ({"every": 0}, {"keep": 0}):  # refused before the running one is touched
+            with pytest.raises(petri_nb.BadArgument):
+                vm.auto_checkpoint(**bad)
+        wait_until(lambda: any(c.name == "auto-5" for c in vm.checkpoints()), timeout=20,
+                   what="auto checkpoints going on after bad input")
     finally:
         vm.auto_checkpoint(None)
     names = [c.name for c in vm.checkpoints()]

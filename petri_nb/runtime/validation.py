@@ -5,9 +5,10 @@ Every public coroutine of the VM, console and agent passes through
 sync entry points use ``@checked``. So a NaN timeout, a number where text belongs or
 a pattern that does not compile is a ``BadArgument`` naming the argument, raised in
 the caller, never a stalled loop or a raw exception from deep inside. The rules come
-from the annotations (``float | None``, ``str``...), plus two that annotations cannot
-say: numbers must be finite, and times (``timeout``, ``interval``, ``every``) must not
-be negative. Checks are built once per function, on first use.
+from the annotations (``float | None``, ``str``...), plus three that annotations cannot
+say: numbers must be finite, times (``timeout``, ``interval``) must not be negative, and
+periods (``every``, ``stall_after``) must be more than 0. Checks are built once per
+function, on first use.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 Check = Callable[[Any], bool]
 
 #: Parameters that are durations: finite and >= 0 (None where the annotation allows it).
-TIMES = frozenset({"timeout", "interval", "every", "ready_timeout", "grace", "still_for", "stall_after"})
+TIMES = frozenset({"timeout", "interval", "ready_timeout", "grace", "still_for"})
+#: Parameters that are the period of something repeated (a watchdog, auto checkpoints): > 0, since 0
+#: would spin its loop; None turns it off.
+PERIODS = frozenset({"every", "stall_after", "screen_watchdog", "console_stall"})
 #: Parameters that are regular expressions: they must compile.
 PATTERNS = frozenset({"pattern", "regex", "fail"})
 #: Longest time a call takes as a number (a year); longer is a slip, and None means no end.
@@ -138,6 +142,9 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         if name in TIMES and _is_number(value) and not 0 <= value <= MAX_SECONDS:
             raise BadArgument(f"{fn_name}(): {name} must be a number of seconds from 0 to {MAX_SECONDS:g} "
                               f"(None waits without end), not {_show(value)}")
+        if name in PERIODS and _is_number(value) and not 0 < value <= MAX_SECONDS:
+            raise BadArgument(f"{fn_name}(): {name} must be seconds > 0, or None to turn it off "
+                              f"(at most {MAX_SECONDS:g}), not {_show(value)}")
         if name in PATTERNS:
             for text in [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else ():
                 try:

@@ -37,7 +37,7 @@ from .screen_match import ScreenMatchMixin
 from .screen_text import ScreenTextMixin
 from .time_travel import TimeTravelMixin, start_replay
 from .twin_names import VmTwins
-from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin, check_period
+from .watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
 
 if TYPE_CHECKING:
     import anywidget
@@ -266,8 +266,6 @@ _FORWARDED = ("name", "guest", "state", "torn_down", "pid", "last_halt", "halts"
 def _check_vm_options(screen_watchdog: float | None, console_stall: float | None, boot_cache: bool) -> None:
     """launch()'s own options, checked before the boot: a wrong one must not cost a whole boot first."""
     check_arguments(_check_vm_options, (screen_watchdog, console_stall, boot_cache), {}, called="launch")
-    check_period("launch", "screen_watchdog", screen_watchdog)
-    check_period("launch", "console_stall", console_stall)
 
 
 def _as_vm(aio: AsyncVm) -> Vm:

@@ -29,11 +29,12 @@ from petri_nb.vm.screen_match import ScreenMatchMixin
 from petri_nb.vm.screen_text import ScreenTextMixin
 from petri_nb.vm.time_travel import TimeTravelMixin, start_replay
 from petri_nb.vm.twin_names import VmTwins
-from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin, check_period
+from petri_nb.vm.watchdogs import SCREEN_EVERY, STALL_AFTER, WatchdogsMixin
 import anywidget
 import contextlib
 import itertools
 from dataclasses import dataclass, field
+from petri_nb.errors import BadArgument
 from petri_nb.model.run_state import RunState
 from petri_nb.runtime.loop import finish_even_if_cancelled
 from petri_nb.vm.core import VmCore
@@ -63,7 +64,6 @@ from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
 from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.context import CallContext
 from petri_nb.vm.events import VmEvents
-from petri_nb.errors import BadArgument
 from petri_nb.model.screen import screen_row
 from petri_nb.vm.context import Record
 from petri_nb.vm.needles import Needle, ScreenMatch

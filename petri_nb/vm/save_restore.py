@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PetriError
+from ..errors import BadArgument, PetriError
 from ..model.run_state import Fact, RunState
 from ..runtime.loop import finish_even_if_cancelled, runs_on_runtime_loop
 from .core import VmCore
@@ -154,6 +154,8 @@ class StateMixin(VmCore):
     async def auto_checkpoint(self, every: float | None = 5.0, keep: int = 5) -> None:
         """Take a checkpoint ``auto-N`` every ``every`` seconds while running, keeping the last ``keep``;
         ``every=None`` stops."""
+        if every is not None and keep < 1:  # before the running one stops: bad input loses nothing
+            raise BadArgument(f"auto_checkpoint(): keep must be at least 1, not {keep!r}")
         if self._auto_task is not None:
             self._auto_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,8 +163,6 @@ class StateMixin(VmCore):
             self._auto_task = None
         if every is None:
             return
-        if every <= 0 or keep < 1:
-            raise PetriError(f"auto_checkpoint(every={every!r}, keep={keep!r}): both must be positive")
         self._auto_task = asyncio.ensure_future(self._auto_loop(every, keep))
 
     async def _auto_loop(self, every: float, keep: int) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import BadArgument
 from ..model.run_state import RunState
 from ..model.screen import screen_digest, screen_row
 from ..runtime.loop import runs_on_runtime_loop
@@ -38,14 +37,7 @@ SHOT_TIMEOUT = 10.0
 Record = Callable[..., Any]
 Shoot = Callable[[], Awaitable[Image.Image]]
 State = Callable[[], RunState]
-
 ENDED = (RunState.GONE, RunState.TORN_DOWN)
-
-
-def check_period(called: str, name: str, seconds: float | None) -> None:
-    """A watchdog's period is seconds > 0, or None for no watchdog (0 would spin the loop)."""
-    if seconds is not None and seconds <= 0:
-        raise BadArgument(f"{called}(): {name} must be seconds > 0, or None for no watchdog, not {seconds!r}")
 
 
 async def watch_screen(shoot: Shoot, record: Record, state: State, every: float) -> None:
@@ -118,7 +110,6 @@ class WatchdogsMixin(VmCore):
     async def watch_screen(self, every: float | None = SCREEN_EVERY) -> None:
         """Keep a screenshot on the timeline (source ``screen``) every ``every`` running seconds in which
         the screen changed; ``None`` stops. Ends by itself with the VM."""
-        check_period("watch_screen", "every", every)
         await self._replace_watchdog("screen", None if every is None else watch_screen(
             self.runtime.screenshot, self._record, lambda: self.state, every))
 
@@ -127,6 +118,5 @@ class WatchdogsMixin(VmCore):
     async def watch_console(self, stall_after: float | None = STALL_AFTER) -> None:
         """Put a ``stall`` row on the timeline when the running guest prints nothing for ``stall_after``
         seconds (once per silence); ``None`` stops."""
-        check_period("watch_console", "stall_after", stall_after)
         await self._replace_watchdog("console", None if stall_after is None else watch_console(
             lambda: self.console.last_output, self._record, lambda: self.state, stall_after))
