@@ -44,3 +44,25 @@ def search(pattern: re.Pattern[str], text: str, pos: int = 0, endpos: int | None
     if found is None:
         return None
     return pattern.match(text, found.start(), end) or pattern.search(text, pos, end)
+
+
+@functools.lru_cache(maxsize=256)
+def _longer_than(pattern: str, flags: int, length: int) -> regex.Pattern[str] | None:
+    """``pattern``, matching only where it takes more than ``length`` characters."""
+    try:
+        return regex.compile(rf"(?:{pattern})(?<=\A[\s\S]{{{length + 1},}})", flags)
+    except (regex.error, ValueError, TypeError, OverflowError):
+        return None
+
+
+def may_grow(match: re.Match[str]) -> bool:
+    """Whether ``match`` reaches the end of its text and its pattern could take some of the text
+    still to come: ``error \\d+`` on ``error 4`` while the ``2`` is on its way, where a literal
+    prompt such as ``login: `` is already whole. Guest output arrives in chunks cut anywhere."""
+    if match.end() != len(match.string) or match.end() == match.start():
+        return False
+    longer = _longer_than(match.re.pattern, match.re.flags, match.end() - match.start())
+    try:
+        return bool(longer and longer.match(match[0], partial=True, timeout=SEARCH_BUDGET))
+    except TimeoutError:
+        return False

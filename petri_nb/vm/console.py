@@ -23,6 +23,9 @@ from .twin_names import ConsoleTwins
 #: counted in ``dropped_chars``.
 MAX_TEXT = 4 * 1024 * 1024
 DEFAULT_EXPECT_TIMEOUT = 30.0
+#: How long ``expect`` waits for more output when its match ends at the newest character and
+#: could take more (``error \\d+`` on ``error 4``, the ``2`` still on its way).
+GROWTH_WAIT = 0.1
 
 
 class AsyncConsole:
@@ -90,7 +93,8 @@ class AsyncConsole:
     ) -> re.Match[str]:
         """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first, and
         ConsoleFailure as soon as one of the ``fail`` patterns (e.g. ``"Kernel panic"``) appears
-        before it, instead of waiting out the timeout."""
+        before it, instead of waiting out the timeout. A match that ends at the newest character
+        and could take more (``error \\d+`` on ``error 4``) waits GROWTH_WAIT for the rest."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         patterns = [fail] if isinstance(fail, (str, re.Pattern)) else fail
         failures = [re.compile(f) if isinstance(f, str) else f for f in patterns]
@@ -105,15 +109,24 @@ class AsyncConsole:
             match = bounded_search.search(regex, self._text, self._cursor)
             end = match.start() if match else len(self._text)  # only failures before the awaited text count
             bad = [m for f in failures if (m := bounded_search.search(f, self._text, self._cursor, end))]
+            decisive = min(bad, key=lambda m: m.start()) if bad else match
+            if decisive is None:
+                await self._grew.wait()
+                continue
+            if bounded_search.may_grow(decisive) and await self._grows_within(GROWTH_WAIT):
+                continue  # search again with the rest of what the guest is printing
+            self._cursor = decisive.end()
             if bad:
-                first = min(bad, key=lambda m: m.start())
-                self._cursor = first.end()
-                raise ConsoleFailure(f"console showed failure pattern {first.re.pattern!r} while waiting for "
-                                     f"{regex.pattern!r}: {self._line_around(first.start())!r}", first)
-            if match:
-                self._cursor = match.end()
-                return match
-            await self._grew.wait()
+                raise ConsoleFailure(f"console showed failure pattern {decisive.re.pattern!r} while waiting for "
+                                     f"{regex.pattern!r}: {self._line_around(decisive.start())!r}", decisive)
+            return decisive
+
+    async def _grows_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._grew.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def mark(self) -> int:
         """Where the console is now, as a count of every character printed (trimming keeps it valid)."""

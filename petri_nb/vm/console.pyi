@@ -16,6 +16,7 @@ from petri_nb.vm.twin_names import ConsoleTwins
 
 MAX_TEXT: int
 DEFAULT_EXPECT_TIMEOUT: float
+GROWTH_WAIT: float
 
 
 class AsyncConsole:
