@@ -93,12 +93,17 @@ async def _migrate_out(execute: Execute) -> None:
 
 
 async def _wait_migrated(execute: Execute) -> None:
+    """Until the migration is completed and QEMU has left ``finish-migrate``: it reports
+    ``completed`` a moment before it moves the VM on, and a ``cont`` in between is refused
+    ("Migration is not finalized yet")."""
     deadline = time.monotonic() + MIGRATE_TIMEOUT
     while True:
         info = await execute("query-migrate")
         status = info.get("status")  # type: ignore[union-attr]
         if status == "completed":
-            return
+            runstate = (await execute("query-status"))["status"]  # type: ignore[index]
+            if runstate != "finish-migrate":
+                return
         if status in ("failed", "cancelled"):
             raise PetriError(f"saving state failed: {info.get('error-desc', status)}")  # type: ignore[union-attr]
         if time.monotonic() > deadline:
