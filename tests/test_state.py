@@ -143,18 +143,33 @@ def test_restored_qemu_still_dies_with_its_parent() -> None:
             psutil.Process(pid).kill()
 
 
-def test_a_save_ends_only_once_qemu_has_left_finish_migrate() -> None:
+def test_a_save_resumes_the_vm_even_when_qemu_has_not_finalized_the_migration_yet() -> None:
     """QEMU 7.2 reports the migration ``completed`` a moment before it moves the VM from
     finish-migrate to postmigrate, and refuses ``cont`` in between ("Migration is not finalized
-    yet", seen once in a CI run's boot cache store). The window is too short to hit on demand, so
-    this plays QEMU's answers in that order, one after another, to the wait itself."""
-    answers = {"query-migrate": [{"status": "active"}, {"status": "completed"}, {"status": "completed"}],
-               "query-status": [{"status": "finish-migrate"}, {"status": "postmigrate"}]}
-    asked: list[str] = []
+    yet": once in a CI run, a boot cache store that gave up). The window is too short to hit on
+    demand, so QEMU's answers are played here in that order to the save itself."""
+    answers = iter(["running", "finish-migrate", "finish-migrate", "postmigrate"])
+    seen: list[str] = []  # QEMU's run states, as query-status gave them
+    calls: list[str] = []
 
     async def execute(command: str, args: object = None) -> object:
-        asked.append(command)
-        return answers[command].pop(0)
+        calls.append(command)
+        return {"status": "completed"} if command == "query-migrate" else {}
 
-    asyncio.run(migration._wait_migrated(execute))
-    assert asked == ["query-migrate", "query-migrate", "query-status", "query-migrate", "query-status"]
+    async def status() -> str:
+        calls.append("query-status")
+        seen.append(next(answers))
+        return seen[-1]
+
+    async def pause() -> None:
+        calls.append("stop")
+
+    async def resume() -> None:
+        calls.append("cont")
+        if seen[-1] != "postmigrate":
+            raise petri_nb.QemuRefused("cont", Exception("Migration is not finalized yet"))
+
+    data = asyncio.run(migration.save(execute, lambda fd: None, status, pause, resume))
+    assert data == b""  # the scripted QEMU wrote nothing into the pipe
+    assert calls[-5:] == ["cont", "query-status", "query-status", "query-status", "cont"]
+    assert seen[-1] == "postmigrate"  # it resumed once QEMU had moved on, and asked no more

@@ -134,7 +134,7 @@ async def save(folder: Path, execute: Any, send_fd: Any, status: Callable[[], Aw
         await asyncio.to_thread(_copy_files, folder, files)
     finally:
         if was_running:
-            await resume()
+            await migration.resume_once_finalized(resume, status)
 
 
 def _copy_files(folder: Path, files: dict[str, Path]) -> None:
