@@ -121,8 +121,16 @@ async def _from_other_loop(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await answer
     except asyncio.CancelledError:
-        runtime.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        runtime.call_soon_threadsafe(_cancel_hop, tasks, coro)
         raise
+
+
+def _cancel_hop(tasks: list[asyncio.Task[None]], coro: Coroutine[Any, Any, Any]) -> None:
+    """Cancel a hop's task. One cancelled before its first step never runs its body, so ``coro``
+    is closed once the task is done (a no-op if it ran): no "never awaited" from a Ctrl-C."""
+    for task in tasks:
+        task.add_done_callback(lambda _: coro.close())
+        task.cancel()
 
 
 # -- blocking: threads that wait for the loop -------------------------------------
@@ -164,7 +172,7 @@ class _BlockingCall:
     no chained callbacks, and the waiter is woken in the same loop step the call ends in,
     not one done-callback iteration later): measured ~10 µs less per call."""
 
-    __slots__ = ("coro", "task", "done", "ended", "value", "error", "cancelled")
+    __slots__ = ("coro", "task", "done", "ended", "value", "error", "cancelled", "started")
 
     def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.coro = coro
@@ -176,13 +184,18 @@ class _BlockingCall:
         self.value: Any = None
         self.error: BaseException | None = None
         self.cancelled = False
+        self.started = False  # the task has taken its first step
 
     def start(self) -> None:  # on the runtime loop
         if not self.cancelled:  # else cancel() has ended it
             self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        self.started = True
         try:
+            if self.cancelled:  # cancel() ran between start() and this first step
+                self.coro.close()
+                raise asyncio.CancelledError
             self.value = await self.coro
         except asyncio.CancelledError:
             self.error = concurrent.futures.CancelledError()
@@ -195,7 +208,8 @@ class _BlockingCall:
     def cancel(self) -> None:  # on the runtime loop
         self.cancelled = True
         if self.task is not None:
-            self.task.cancel()
+            if self.started:  # else its first step sees `cancelled`: a task cancelled before that
+                self.task.cancel()  # step never enters _run's try, so the call would never end
         elif not self.ended:  # Ctrl-C came before start() ran (or was even scheduled)
             self.coro.close()
             self.error = concurrent.futures.CancelledError()
