@@ -27,7 +27,8 @@ from ..guests import Guest
 from ..model.halt import Halt, HaltReason
 from ..model.run_state import Fact
 from ..runtime.abandon import abandon
-from ..runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop, runs_on_runtime_loop
+from ..runtime.isolation import in_own_thread
+from ..runtime.loop import CANCEL_SETTLE, on_runtime_loop, runs_on_runtime_loop
 from . import readiness, registry
 from .console import AsyncConsole
 from .context import CallContext

@@ -36,7 +36,7 @@ import itertools
 from dataclasses import dataclass, field
 from petri_nb.errors import BadArgument
 from petri_nb.model.run_state import RunState
-from petri_nb.runtime.loop import finish_even_if_cancelled
+from petri_nb.runtime.isolation import finish_even_if_cancelled
 from petri_nb.vm.core import VmCore
 from petri_nb.vm.save_restore import Checkpoint
 import functools
@@ -60,7 +60,8 @@ from petri_nb.backends.base import Runtime
 from petri_nb.errors import VmGone, VmHalted
 from petri_nb.model.halt import Halt, HaltReason
 from petri_nb.runtime.abandon import abandon
-from petri_nb.runtime.loop import CANCEL_SETTLE, in_own_thread, on_runtime_loop
+from petri_nb.runtime.isolation import in_own_thread
+from petri_nb.runtime.loop import CANCEL_SETTLE, on_runtime_loop
 from petri_nb.vm.console import AsyncConsole
 from petri_nb.vm.context import CallContext
 from petri_nb.vm.events import VmEvents

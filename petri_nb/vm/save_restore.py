@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import BadArgument, PetriError
 from ..model.run_state import Fact, RunState
-from ..runtime.loop import finish_even_if_cancelled, runs_on_runtime_loop
+from ..runtime.isolation import finish_even_if_cancelled
+from ..runtime.loop import runs_on_runtime_loop
 from .core import VmCore
 
 #: Generous bound on one save or restore (tmk takes well under a second).
