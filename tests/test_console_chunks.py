@@ -26,9 +26,10 @@ class _TextOnly:
         pass
 
 
-async def _searched(console: AsyncConsole, pattern: str, fail: list[str]) -> asyncio.Task[re.Match[str]]:
+async def _searched(console: AsyncConsole, pattern: str, fail: list[str],
+                    timeout: float = 10) -> asyncio.Task[re.Match[str]]:
     """Start expect and let it search what is there already."""
-    task = asyncio.ensure_future(console.expect(pattern, timeout=10, fail=fail))
+    task = asyncio.ensure_future(console.expect(pattern, timeout=timeout, fail=fail))
     for _ in range(5):
         await asyncio.sleep(0)  # a turn of the loop, not a wait for time
     return task
@@ -68,3 +69,11 @@ def test_a_match_that_could_grow_is_still_given_when_no_more_output_comes() -> N
         return (await (await _searched(_console("error 4"), r"error \d+", [])))[0]
 
     assert submit(scenario()).result(timeout=20) == "error 4"
+
+
+def test_a_match_that_could_grow_is_given_at_once_when_the_timeout_is_near() -> None:
+    async def scenario() -> tuple[bool, str]:
+        task = await _searched(_console("error 4"), r"error \d+", [], timeout=0.15)
+        return task.done(), (await task)[0]
+
+    assert submit(scenario()).result(timeout=20) == (True, "error 4")  # not held into a timeout

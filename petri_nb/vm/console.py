@@ -94,16 +94,19 @@ class AsyncConsole:
         """Wait for ``pattern`` in text not yet consumed; raises VmHalted if the VM halts first, and
         ConsoleFailure as soon as one of the ``fail`` patterns (e.g. ``"Kernel panic"``) appears
         before it, instead of waiting out the timeout. A match that ends at the newest character
-        and could take more (``error \\d+`` on ``error 4``) waits GROWTH_WAIT for the rest."""
+        and could take more (``error \\d+`` on ``error 4``) waits GROWTH_WAIT for the rest, unless
+        the timeout is nearer than twice that: a match in time is never turned into a timeout."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         patterns = [fail] if isinstance(fail, (str, re.Pattern)) else fail
         failures = [re.compile(f) if isinstance(f, str) else f for f in patterns]
+        deadline = None if timeout is None else time.monotonic() + timeout
         return await self._vm.call(
-            "console.expect", self._search(regex, failures), halts=True, timeout=timeout,
+            "console.expect", self._search(regex, failures, deadline), halts=True, timeout=timeout,
             what=f"console output matching {regex.pattern!r}",
         )
 
-    async def _search(self, regex: re.Pattern[str], failures: Sequence[re.Pattern[str]] = ()) -> re.Match[str]:
+    async def _search(self, regex: re.Pattern[str], failures: Sequence[re.Pattern[str]],
+                      deadline: float | None) -> re.Match[str]:
         while True:
             self._grew.clear()
             match = bounded_search.search(regex, self._text, self._cursor)
@@ -113,7 +116,8 @@ class AsyncConsole:
             if decisive is None:
                 await self._grew.wait()
                 continue
-            if bounded_search.may_grow(decisive) and await self._grows_within(GROWTH_WAIT):
+            time_to_wait = deadline is None or deadline - time.monotonic() > 2 * GROWTH_WAIT
+            if time_to_wait and bounded_search.may_grow(decisive) and await self._grows_within(GROWTH_WAIT):
                 continue  # search again with the rest of what the guest is printing
             self._cursor = decisive.end()
             if bad:
