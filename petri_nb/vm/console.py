@@ -116,8 +116,7 @@ class AsyncConsole:
             if decisive is None:
                 await self._grew.wait()
                 continue
-            time_to_wait = deadline is None or deadline - time.monotonic() > 2 * GROWTH_WAIT
-            if time_to_wait and bounded_search.may_grow(decisive) and await self._grows_within(GROWTH_WAIT):
+            if bounded_search.may_grow(decisive) and await self._grows_before(deadline):
                 continue  # search again with the rest of what the guest is printing
             self._cursor = decisive.end()
             if bad:
@@ -125,9 +124,13 @@ class AsyncConsole:
                                      f"{regex.pattern!r}: {self._line_around(decisive.start())!r}", decisive)
             return decisive
 
-    async def _grows_within(self, seconds: float) -> bool:
+    async def _grows_before(self, deadline: float | None) -> bool:
+        """Whether more output comes within GROWTH_WAIT; no wait once ``deadline`` is nearer than
+        twice that, so the wait for a match's rest never turns it into a timeout."""
+        if deadline is not None and deadline - time.monotonic() <= 2 * GROWTH_WAIT:
+            return False
         try:
-            await asyncio.wait_for(self._grew.wait(), seconds)
+            await asyncio.wait_for(self._grew.wait(), GROWTH_WAIT)
         except TimeoutError:
             return False
         return True
