@@ -89,12 +89,19 @@ async def resume_once_finalized(resume: Step, status: Callable[[], Awaitable[str
     except QemuRefused:
         if await status() != "finish-migrate":
             raise
-    deadline = time.monotonic() + MIGRATE_TIMEOUT
-    while await status() == "finish-migrate":
-        if time.monotonic() > deadline:
-            raise PetriTimeout(f"QEMU did not finish the migration within {MIGRATE_TIMEOUT:g} s")
-        await asyncio.sleep(POLL)  # polling: QEMU sends no event as it leaves finish-migrate
+    await _run_state_after("finish-migrate", status, "finalizing the migration")
     await resume()
+
+
+async def _run_state_after(state: str, status: Callable[[], Awaitable[str]], what: str) -> str:
+    """Poll QEMU's run state until it has left ``state`` (a migration's own); returns the new one.
+    Polling: QEMU 7.2 sends no event as a migration ends without the events capability."""
+    deadline = time.monotonic() + MIGRATE_TIMEOUT
+    while (now := await status()) == state:
+        if time.monotonic() > deadline:
+            raise PetriTimeout(f"{what} did not finish within {MIGRATE_TIMEOUT:g} s")
+        await asyncio.sleep(POLL)
+    return now
 
 
 async def _migrate_out(execute: Execute) -> None:
@@ -185,14 +192,11 @@ async def _incoming(inst: QemuInstance, fdname: str) -> str:
     """Start the incoming migration from QEMU's fd ``fdname`` and wait until it ends."""
     await inst.before_exit(inst.qmp.execute("migrate-incoming", {"uri": f"fd:{fdname}"}),
                            "starting the incoming migration")
-    deadline = time.monotonic() + MIGRATE_TIMEOUT
-    while True:
-        status = (await inst.before_exit(inst.qmp.execute("query-status"), "loading the state"))["status"]
-        if status != "inmigrate":
-            return status
-        if time.monotonic() > deadline:
-            raise PetriTimeout(f"loading the state did not finish within {MIGRATE_TIMEOUT:g} s")
-        await asyncio.sleep(POLL)  # polling: no completion event without the events capability
+
+    async def status() -> str:
+        return (await inst.before_exit(inst.qmp.execute("query-status"), "loading the state"))["status"]
+
+    return await _run_state_after("inmigrate", status, "loading the state")
 
 
 def check_stream(data: object) -> bytes:
